@@ -1,0 +1,42 @@
+"""Reading and writing IDX files (the MNIST / Fashion-MNIST format), gzipped or not."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+
+import numpy as np
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
+
+
+def _open(path: str | os.PathLike, mode: str):
+    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Reads an IDX file into a NumPy array; raises ``ValueError`` on a malformed file."""
+    with _open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    dtype, ndim = np.dtype(_DTYPES[data[2]]), data[3]
+    header = 4 + 4 * ndim
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    count = int(np.prod(shape)) if shape else 1
+    if len(data) - header != count * dtype.itemsize:
+        raise ValueError(f"{path}: header says shape {shape} but the payload has "
+                         f"{len(data) - header} bytes")
+    return np.frombuffer(data, dtype, count, header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Writes a uint8/int8 array as an IDX file (gzipped when ``path`` ends in .gz)."""
+    array = np.ascontiguousarray(array)
+    code = _CODES.get(array.dtype)
+    if code is None:
+        raise ValueError(f"write_idx supports uint8 and int8, got {array.dtype}")
+    with _open(path, "wb") as f:
+        f.write(bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.tobytes())

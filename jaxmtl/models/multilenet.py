@@ -1,0 +1,51 @@
+"""MultiLeNet: the shared LeNet encoder with one MLP head per task.
+
+Sener & Koltun (2018), the Multi-MNIST model used by Paper C (Gama & Grassi):
+encoder ``conv5x5(10) - maxpool2 - relu - conv5x5(20) - dropout - maxpool2 -
+relu - dense(50) - relu``; each head ``dense(50) - relu - dense(classes)``.
+Parameters: ``params["encoder"]`` is shared, ``params["head_<t>"]`` belongs to
+task ``t`` (see :func:`shared_mask`).
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxmtl.masking import path_mask
+
+
+class Encoder(nn.Module):
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.relu(nn.max_pool(nn.Conv(10, (5, 5), padding="VALID")(x), (2, 2), (2, 2)))
+        x = nn.Conv(20, (5, 5), padding="VALID")(x)
+        x = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
+        x = nn.relu(nn.max_pool(x, (2, 2), (2, 2)))
+        return nn.relu(nn.Dense(50)(x.reshape((x.shape[0], -1))))
+
+
+class Head(nn.Module):
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, z):
+        return nn.Dense(self.num_classes)(nn.relu(nn.Dense(50)(z)))
+
+
+class MultiLeNet(nn.Module):
+    """Returns logits ``(T, B, num_classes)`` for images ``(B, H, W, C)``."""
+
+    num_tasks: int = 2
+    num_classes: int = 10
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        z = Encoder(self.dropout, name="encoder")(x, train)
+        return jnp.stack([Head(self.num_classes, name=f"head_{t}")(z) for t in range(self.num_tasks)])
+
+
+shared_mask = path_mask(lambda path: "encoder" in path.split("/"))
+"""Mask selecting the encoder parameters of a :class:`MultiLeNet` (the shared ones)."""

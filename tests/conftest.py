@@ -1,0 +1,39 @@
+"""Shared test configuration: hypothesis profiles and Jacobian samplers."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+settings.register_profile("default", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# J = [[-4, 1, 1], [6, 1, 1]]: TorchJD's documented example, with published outputs.
+REFERENCE_J = np.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], np.float32)
+
+TASKS = (1, 2, 3, 5)
+PARAMS = (1, 3, 8)
+
+
+@st.composite
+def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True):
+    """Random ``(T, P)`` float32 Jacobians of controlled rank and scale.
+
+    Draws ``T`` and ``P`` from small fixed sets (few shapes, so jit caches
+    hit), a rank from 0 to ``min(T, P)`` (rank-deficient and ``T > P`` cases
+    included) and, when ``scales``, an overall scale 10^k, k in [-30, 30].
+    """
+    t = draw(st.sampled_from(tasks))
+    p = draw(st.sampled_from(params))
+    rank = draw(st.integers(0, min(t, p)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    j = rng.normal(size=(t, rank)) @ rng.normal(size=(rank, p))
+    if scales:
+        j = j * 10.0 ** draw(st.integers(-30, 30))
+    return j.astype(np.float32)

@@ -1,0 +1,104 @@
+"""The active-set QP solvers against brute-force enumeration of active sets."""
+from __future__ import annotations
+
+import itertools
+
+import jax
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jaxmtl.solvers import nonneg_qp, simplex_qp
+
+NNQP = jax.jit(nonneg_qp)
+SIMPLEX = jax.jit(simplex_qp)
+
+
+def brute_nonneg(q, b):
+    """Exact minimiser of 1/2 x'Qx + b'x over x >= 0 by enumerating free sets (float64)."""
+    t = len(b)
+    best, best_val = None, np.inf
+    for r in range(t + 1):
+        for free in itertools.combinations(range(t), r):
+            x = np.zeros(t)
+            if free:
+                idx = list(free)
+                x[idx] = np.linalg.solve(q[np.ix_(idx, idx)], -b[idx])
+            if np.all(x >= -1e-12):
+                val = 0.5 * x @ q @ x + b @ x
+                if val < best_val:
+                    best, best_val = x, val
+    return best
+
+
+def brute_simplex(q):
+    t = len(q)
+    best, best_val = None, np.inf
+    for r in range(1, t + 1):
+        for free in itertools.combinations(range(t), r):
+            idx = list(free)
+            m = np.block([[q[np.ix_(idx, idx)], np.ones((r, 1))], [np.ones((1, r)), np.zeros((1, 1))]])
+            sol = np.linalg.lstsq(m, np.r_[np.zeros(r), 1.0], rcond=None)[0]
+            x = np.zeros(t)
+            x[idx] = sol[:r]
+            if np.all(x >= -1e-12):
+                val = x @ q @ x
+                if val < best_val:
+                    best, best_val = x, val
+    return best, best_val
+
+
+@st.composite
+def spd(draw, max_t=6):
+    t = draw(st.integers(1, max_t))
+    rank = draw(st.integers(1, t))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = rng.normal(size=(t, rank))
+    q = a @ a.T
+    q = q / np.trace(q) + 1e-3 * np.eye(t)
+    return q, rng.normal(size=t)
+
+
+@given(spd())
+def test_nonneg_qp_matches_brute_force(problem):
+    q, b = problem
+    x = np.asarray(NNQP(q.astype(np.float32), b.astype(np.float32)), np.float64)
+    ref = brute_nonneg(q, b)
+    assert np.all(x >= 0)
+    obj = lambda v: 0.5 * v @ q @ v + b @ v
+    assert obj(x) <= obj(ref) + 1e-4 * (1 + abs(obj(ref)))
+    np.testing.assert_allclose(x, ref, atol=2e-2 * (1 + np.abs(ref).max()))
+
+
+@given(spd())
+def test_simplex_qp_matches_brute_force(problem):
+    q, _ = problem
+    x = np.asarray(SIMPLEX(q.astype(np.float32)), np.float64)
+    _, ref_val = brute_simplex(q)
+    assert np.all(x >= 0)
+    np.testing.assert_allclose(x.sum(), 1.0, rtol=1e-5)
+    assert x @ q @ x <= ref_val + 1e-5
+
+
+def test_nonneg_qp_closed_form():
+    # unconstrained minimiser -Q^{-1} b = (1, -1): the second coordinate is clipped and
+    # the first re-solved with it fixed at 0: x = (-b0 / q00, 0).
+    q = np.array([[2.0, 0.5], [0.5, 1.0]], np.float32)
+    b = -(q @ np.array([1.0, -1.0], np.float32))
+    np.testing.assert_allclose(nonneg_qp(q, b), [-b[0] / q[0, 0], 0.0], rtol=1e-6)
+
+
+def test_simplex_qp_two_points():
+    # min-norm point between g1 = (-4, 1, 1) and g2 = (6, 1, 1): w = (0.6, 0.4)
+    j = np.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0]], np.float32)
+    np.testing.assert_allclose(simplex_qp(j @ j.T), [0.6, 0.4], rtol=1e-5)
+
+
+def test_nonneg_qp_warm_start_gives_same_answer():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5))
+    q = (a @ a.T + 0.1 * np.eye(5)).astype(np.float32)
+    b = rng.normal(size=5).astype(np.float32)
+    cold = nonneg_qp(q, b)
+    np.testing.assert_allclose(nonneg_qp(q, b, x0=cold), cold, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nonneg_qp(q, b, x0=np.zeros(5)), cold, rtol=1e-4, atol=1e-5)
