@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -37,3 +38,23 @@ def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True):
     if scales:
         j = j * 10.0 ** draw(st.integers(-30, 30))
     return j.astype(np.float32)
+
+
+def write_fake_fashion_mnist(directory, n_train=120, n_test=40, seed=0, gz=True):
+    """Small Fashion-MNIST-shaped IDX files (random images, labels 0..9) for tests."""
+    from jaxmtl.data import write_idx
+
+    rng = np.random.default_rng(seed)
+    suffix = ".gz" if gz else ""
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte{suffix}",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte{suffix}", (np.arange(n) % 10).astype(np.uint8))
+    return directory
+
+
+
+@pytest.fixture
+def fake_fashion(tmp_path):
+    return write_fake_fashion_mnist(tmp_path / "fashion")

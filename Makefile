@@ -1,0 +1,40 @@
+# The two commands of the README: `make main` (install + main job) and `make test`
+# (install + whole test suite). Everything goes into a virtualenv in .venv.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+PRESET ?= quick
+
+.PHONY: main test test-all install data bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST IDX files from Debian's package when they are not there yet.
+data:
+	@if [ -z "$$JAXMTL_FASHION_MNIST_DIR" ] && [ ! -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "Fashion-MNIST not found and apt-get unavailable: set JAXMTL_FASHION_MNIST_DIR"; exit 1; \
+	  fi; \
+	fi
+
+main: install data
+	$(BIN)/python -m experiments.compare_methods --preset $(PRESET)
+
+test: install
+	$(BIN)/python -m pytest -q -n 2
+
+test-all: install
+	$(BIN)/python -m pytest -q -n 2 -m ''
+
+clean:
+	rm -rf $(VENV) results .pytest_cache .hypothesis
