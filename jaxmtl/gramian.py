@@ -96,9 +96,46 @@ def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     return 0.5 * (g + g.T), s
 
 
+def scale_gramian(g: jax.Array, t: int) -> tuple[jax.Array, jax.Array]:
+    """A user-given ``(T, T)`` Gramian in the ``(G / s**2, s)`` form of :func:`scaled_gramian`."""
+    g = jnp.asarray(g, jnp.float32)
+    if g.shape != (t, t):
+        raise ValueError(f"gramian has shape {g.shape}; expected ({t}, {t}) for {t} tasks")
+    s = jnp.sqrt(jnp.max(jnp.abs(jnp.diag(g))))
+    s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
+    g = g / s**2
+    return 0.5 * (g + g.T), s
+
+
+def cross_gramian(a: Any, b: Any) -> jax.Array:
+    """``A B^T`` for two stacked pytrees of the same structure (float32 ``(T, T)``)."""
+    return sum(jnp.einsum("tp,sp->ts", jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32),
+                          jnp.reshape(y, (y.shape[0], -1)).astype(jnp.float32), precision=_HIGHEST)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def task_norms(gram: jax.Array) -> jax.Array:
+    """Gradient norms ``sqrt(diag(G))`` (clipped at 0 against round-off)."""
+    return jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
+
+
 def _leaf_gram(x: jax.Array, s: jax.Array) -> jax.Array:
     x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32) / s
     return jnp.einsum("tp,sp->ts", x, x, precision=_HIGHEST)
+
+
+def task_grad_norms(task_grads: Any) -> jax.Array:
+    """``|g_t|`` for every task, float32 ``(T,)``, without overflow for huge entries
+    (``inf`` only when the norm itself exceeds float32's range)."""
+    g, s = scaled_gramian(task_grads)
+    return s * task_norms(g)
+
+
+def require_num_tasks(num_tasks: int | None, name: str, why: str) -> int:
+    """Validates the ``num_tasks`` argument of a method whose state depends on ``T``."""
+    if num_tasks is None or int(num_tasks) < 1:
+        raise ValueError(f"{name} needs num_tasks >= 1 ({why}), got {num_tasks!r}")
+    return int(num_tasks)
 
 
 def combine(weights: jax.Array, task_grads: Any) -> Any:

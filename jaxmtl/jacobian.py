@@ -91,3 +91,23 @@ def jacobian(loss_fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
         return (grads, value[1]) if has_aux else grads
 
     return wrapped
+
+
+def representation_gramian(head_loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps ``head_loss_fn(rep, *args) -> f32[T]`` into ``(losses, G_rep)``.
+
+    ``G_rep[t, s] = <dL_t/d rep, dL_s/d rep>``: the Gramian of the gradients with
+    respect to a shared representation ``rep`` (e.g. the encoder's output
+    features). Pass it as the ``gramian=`` extra argument of a Gramian method for
+    the representation variants (MGDA-UB of Sener & Koltun, LibMTL's
+    ``rep_grad``); it costs ``T`` backward passes through the heads only.
+    """
+    from jaxmtl.gramian import gramian  # the core layer below; imported here to keep jacobian first
+
+    vj = value_and_jacobian(head_loss_fn)
+
+    def wrapped(rep, *args, **kwargs):
+        losses, grads = vj(rep, *args, **kwargs)
+        return losses, gramian(grads)
+
+    return wrapped

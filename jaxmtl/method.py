@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import combine, num_tasks as _num_tasks, scaled_gramian
+from jaxmtl.gramian import combine, num_tasks as _num_tasks, scale_gramian, scaled_gramian
 
 
 class MethodState(NamedTuple):
@@ -55,10 +55,13 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
                              "tx.update(task_grads, state, params, losses=losses)")
         if losses is not None:
             losses = jnp.asarray(losses, jnp.float32)
-        if uses_gramian:
-            g, scale = scaled_gramian(task_grads)
-        else:
+        override = extra.pop("gramian", None)
+        if not uses_gramian:
             g, scale = None, None
+        elif override is not None:
+            g, scale = scale_gramian(override, t)
+        else:
+            g, scale = scaled_gramian(task_grads)
         w, inner = weight_fn(g, state.inner, t=t, scale=scale, losses=losses, extra=extra)
         w = jnp.asarray(w, jnp.float32)
         recorded = None if num_tasks is None else w

@@ -22,16 +22,16 @@ PARAMS = (1, 3, 8)
 
 
 @st.composite
-def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True):
+def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True, full_rank=False):
     """Random ``(T, P)`` float32 Jacobians of controlled rank and scale.
 
     Draws ``T`` and ``P`` from small fixed sets (few shapes, so jit caches
     hit), a rank from 0 to ``min(T, P)`` (rank-deficient and ``T > P`` cases
-    included) and, when ``scales``, an overall scale 10^k, k in [-30, 30].
+    included unless ``full_rank``) and, when ``scales``, an overall scale 10^k, k in [-30, 30].
     """
     t = draw(st.sampled_from(tasks))
     p = draw(st.sampled_from(params))
-    rank = draw(st.integers(0, min(t, p)))
+    rank = min(t, p) if full_rank else draw(st.integers(0, min(t, p)))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     j = rng.normal(size=(t, rank)) @ rng.normal(size=(rank, p))

@@ -5,13 +5,15 @@ import itertools
 
 import jax
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jaxmtl.solvers import nonneg_qp, simplex_qp
+from jaxmtl.solvers import nonneg_qp, power_root, simplex_qp
 
 NNQP = jax.jit(nonneg_qp)
 SIMPLEX = jax.jit(simplex_qp)
+POWER_ROOT = jax.jit(power_root, static_argnums=1)
 
 
 def brute_nonneg(q, b):
@@ -102,3 +104,47 @@ def test_nonneg_qp_warm_start_gives_same_answer():
     cold = nonneg_qp(q, b)
     np.testing.assert_allclose(nonneg_qp(q, b, x0=cold), cold, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(nonneg_qp(q, b, x0=np.zeros(5)), cold, rtol=1e-4, atol=1e-5)
+
+
+def brute_simplex_linear(q, b):
+    t = len(b)
+    best, best_val = None, np.inf
+    for r in range(1, t + 1):
+        for free in itertools.combinations(range(t), r):
+            idx = list(free)
+            m = np.block([[q[np.ix_(idx, idx)], np.ones((r, 1))], [np.ones((1, r)), np.zeros((1, 1))]])
+            sol = np.linalg.lstsq(m, np.r_[-b[idx], 1.0], rcond=None)[0]
+            x = np.zeros(t)
+            x[idx] = sol[:r]
+            if np.all(x >= -1e-12):
+                val = 0.5 * x @ q @ x + b @ x
+                if val < best_val:
+                    best, best_val = x, val
+    return best, best_val
+
+
+@given(spd())
+def test_simplex_qp_with_linear_term_matches_brute_force(problem):
+    q, b = problem
+    x = np.asarray(SIMPLEX(q.astype(np.float32), b.astype(np.float32)), np.float64)
+    _, ref_val = brute_simplex_linear(q, b)
+    assert np.all(x >= 0)
+    np.testing.assert_allclose(x.sum(), 1.0, rtol=1e-5)
+    assert 0.5 * x @ q @ x + b @ x <= ref_val + 1e-5 * (1 + abs(ref_val))
+
+
+@given(spd(), st.sampled_from([0.25, 1.0, 3.0]))
+def test_power_root_solves_its_equation(problem, p):
+    q, _ = problem
+    x = np.asarray(POWER_ROOT(q.astype(np.float32), p), np.float64)
+    assert np.all(x > 0)
+    np.testing.assert_allclose(q @ x, x ** (-p), rtol=2e-3, atol=1e-4)
+
+
+def test_power_root_diagonal_closed_form_and_warm_start():
+    q = np.diag([4.0, 0.25]).astype(np.float32)
+    np.testing.assert_allclose(power_root(q, 1.0), [0.5, 2.0], rtol=1e-5)
+    np.testing.assert_allclose(power_root(q, 1.0, x0=np.array([0.5, 2.0]), iters=1), [0.5, 2.0], rtol=1e-5)
+    np.testing.assert_allclose(power_root(q, 3.0), np.diag(q) ** (-1 / 4), rtol=1e-5)
+    with pytest.raises(ValueError, match="p must be positive"):
+        power_root(q, 0.0)

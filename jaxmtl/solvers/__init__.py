@@ -1,4 +1,5 @@
 """Pure-JAX inner solvers with fixed iteration budgets."""
 from jaxmtl.solvers.active_set import nonneg_qp, simplex_qp
+from jaxmtl.solvers.barrier import power_root
 
-__all__ = ["nonneg_qp", "simplex_qp"]
+__all__ = ["nonneg_qp", "power_root", "simplex_qp"]

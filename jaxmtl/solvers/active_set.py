@@ -1,28 +1,28 @@
 """Small dense QPs over the task weights, solved exactly by a primal active-set method.
 
-:func:`nonneg_qp` solves ``min_{x >= 0} 1/2 x^T Q x + b^T x`` with the primal
-active-set method of Lawson & Hanson (1974, NNLS) written for a QP: keep a
-feasible ``x`` and a *free set*; solve the equality-constrained problem on the
-free set exactly (one ``T x T`` linear solve); if that point is feasible, move
-there and free the coordinate with the most negative gradient (stop when none
-is below ``-tol``); otherwise step towards it until a free coordinate hits
-zero and fix that one. The objective decreases monotonically, so the method
-cannot cycle (unlike primal-dual active-set/semismooth Newton iterations,
-which do on some positive-definite ``Q``) and ends after about twice the
-number of positive coordinates of the solution.
+:func:`nonneg_qp` solves ``min_{x >= 0} 1/2 x^T Q x + b^T x`` and
+:func:`simplex_qp` the same over the probability simplex (``x >= 0``,
+``sum(x) = 1``), with the primal active-set method of Lawson & Hanson (1974,
+NNLS) written for a QP: keep a feasible ``x`` and a *free set*; solve the
+equality-constrained problem on the free set exactly (one linear solve of
+size ``T``, bordered by the sum constraint for the simplex); if that point is
+feasible, move there and free the fixed coordinate whose gradient (plus the
+sum constraint's multiplier) is most negative, stopping when none is below
+``-tol``; otherwise step towards it until a free coordinate hits zero and
+fix that one. The objective decreases monotonically, so the method cannot
+cycle (unlike primal-dual active-set / semismooth Newton iterations, which
+do on some positive-definite ``Q``) and ends after about twice the number of
+positive coordinates of the solution.
 
 Budget: ``max_iter`` iterations (default ``4 T + 10``), one ``O(T^3)`` solve
-each; negligible next to a backward pass for ``T`` up to a few hundred.
-Tolerance: optimality when every gradient entry of a fixed coordinate is
-``>= -tol`` with ``tol = 1e-6 * max(1, |Q|_max, |b|_max)``. The output is always
+each: negligible next to a backward pass for ``T`` up to a few hundred.
+Tolerance: ``tol = 1e-6 * max(1, |Q|_max, |b|_max)``. The output is always
 feasible and finite for finite input, also when the budget runs out.
+Warm start: ``x0`` (feasible) and its positive entries as the first free set.
 
-:func:`simplex_qp` solves ``min_{x in simplex} x^T Q x`` through the exact
-reduction ``x = v / sum(v)``, ``v = argmin_{v >= 0} 1/2 v^T Q v - 1^T v`` (the
-KKT conditions of the two problems coincide with ``nu = -1 / sum(v)``).
-
-``Q`` must be symmetric positive definite: callers add a small ridge where the
-Gramian may be singular. Pure JAX: jittable and vmappable.
+``Q`` must be symmetric positive definite (on the simplex's tangent space
+for :func:`simplex_qp`): callers add a small ridge where the Gramian may be
+singular. Pure JAX: jittable and vmappable.
 """
 from __future__ import annotations
 
@@ -30,57 +30,54 @@ import jax
 import jax.numpy as jnp
 
 
-def _solve_free(q: jax.Array, b: jax.Array, free: jax.Array) -> jax.Array:
-    """Minimiser of the objective with the fixed coordinates at 0 (zero there)."""
+def _solve_free(q, b, free, simplex):
+    """Minimiser on the free set with the fixed coordinates at 0, and the sum multiplier."""
+    t = b.shape[-1]
     f = free.astype(q.dtype)
     m = q * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
-    z = jnp.linalg.solve(m, jnp.where(free, -b, 0.0))
-    return jnp.where(free, z, 0.0)
+    rhs = jnp.where(free, -b, 0.0)
+    if not simplex:
+        return jnp.where(free, jnp.linalg.solve(m, rhs), 0.0), 0.0
+    m = jnp.block([[m, f[:, None]], [f[None, :], jnp.zeros((1, 1), q.dtype)]])
+    sol = jnp.linalg.solve(m, jnp.concatenate([rhs, jnp.ones((1,), q.dtype)]))
+    return jnp.where(free, sol[:t], 0.0), sol[t]
 
 
-def nonneg_qp(q: jax.Array, b: jax.Array, *, x0: jax.Array | None = None,
-              max_iter: int | None = None) -> jax.Array:
-    """``argmin_{x >= 0} 1/2 x^T Q x + b^T x`` (see the module docstring).
-
-    Args:
-      q: ``(T, T)`` symmetric positive definite matrix.
-      b: ``(T,)`` linear term.
-      x0: optional warm start (e.g. the previous step's solution); its positive
-        entries form the first free set.
-      max_iter: iteration budget (default ``4 T + 10``).
-    """
+def _active_set(q, b, x0, simplex, max_iter):
     q = jnp.asarray(q, jnp.float32)
     b = jnp.asarray(b, jnp.float32)
     t = b.shape[-1]
     tol = 1e-6 * jnp.maximum(1.0, jnp.maximum(jnp.max(jnp.abs(q)), jnp.max(jnp.abs(b))))
-    if x0 is None:
-        x = jnp.zeros((t,), jnp.float32)
-    else:
-        x = jnp.maximum(jnp.nan_to_num(jnp.asarray(x0, jnp.float32)), 0.0)
     idx = jnp.arange(t)
+    if x0 is not None:
+        x = jnp.maximum(jnp.nan_to_num(jnp.asarray(x0, jnp.float32)), 0.0)
+        if simplex:  # project a warm start that is not on the simplex to its best vertex
+            vertex = (idx == jnp.argmin(0.5 * jnp.diag(q) + b)).astype(jnp.float32)
+            on_simplex = jnp.abs(jnp.sum(x) - 1.0) < 1e-4
+            x = jnp.where(on_simplex, x / jnp.where(on_simplex, jnp.sum(x), 1.0), vertex)
+    elif simplex:
+        x = (idx == jnp.argmin(0.5 * jnp.diag(q) + b)).astype(jnp.float32)
+    else:
+        x = jnp.zeros((t,), jnp.float32)
 
     def body(carry):
         k, x, free, _ = carry
-        z = _solve_free(q, b, free)
+        z, nu = _solve_free(q, b, free, simplex)
         feasible = jnp.all(jnp.where(free, z > 0, True))
         # feasible: move to z, then free the most violated fixed coordinate (if any)
-        grad = q @ z + b
-        violation = jnp.where(free, jnp.inf, grad)
+        violation = jnp.where(free, jnp.inf, q @ z + b + nu)
         j = jnp.argmin(violation)
         optimal = violation[j] >= -tol
         free_a = free | ((idx == j) & ~optimal)
-        # infeasible: step from x towards z until the first free coordinate hits 0
+        # infeasible: step from x towards z until the first free coordinate hits 0, fix it
         blocking = free & (z <= 0)
         ratios = jnp.where(blocking, x / jnp.where(blocking, x - z, 1.0), jnp.inf)
         i = jnp.argmin(ratios)
-        alpha = jnp.clip(ratios[i], 0.0, 1.0)
-        x_b = jnp.maximum(x + alpha * (z - x), 0.0)
+        x_b = jnp.maximum(x + jnp.clip(ratios[i], 0.0, 1.0) * (z - x), 0.0)
         free_b = free & (x_b > 0) & (idx != i)
         x_b = jnp.where(free_b, x_b, 0.0)
-        x_new = jnp.where(feasible, z, x_b)
-        free_new = jnp.where(feasible, free_a, free_b)
-        done = feasible & optimal
-        return k + 1, x_new, free_new, done
+        return (k + 1, jnp.where(feasible, z, x_b), jnp.where(feasible, free_a, free_b),
+                feasible & optimal)
 
     def cond(carry):
         k, _, _, done = carry
@@ -90,16 +87,23 @@ def nonneg_qp(q: jax.Array, b: jax.Array, *, x0: jax.Array | None = None,
     return jnp.maximum(jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
 
 
-def simplex_qp(q: jax.Array, *,
-               max_iter: int | None = None) -> jax.Array:
-    """``argmin_{x >= 0, sum(x) = 1} x^T Q x`` (see the module docstring).
+def nonneg_qp(q: jax.Array, b: jax.Array, *, x0: jax.Array | None = None,
+              max_iter: int | None = None) -> jax.Array:
+    """``argmin_{x >= 0} 1/2 x^T Q x + b^T x`` (see the module docstring)."""
+    return _active_set(q, b, x0, False, max_iter)
 
-    With ``Q = J J^T`` this is the min-norm point of the convex hull of the
-    rows of ``J`` (MGDA). Returns the uniform point if no usable solution came out.
+
+def simplex_qp(q: jax.Array, b: jax.Array | None = None, *, x0: jax.Array | None = None,
+               max_iter: int | None = None) -> jax.Array:
+    """``argmin_{x >= 0, sum(x) = 1} 1/2 x^T Q x + b^T x`` (see the module docstring).
+
+    With ``Q = J J^T`` and ``b = 0`` this is the min-norm point of the convex hull
+    of the rows of ``J`` (MGDA). Returns the uniform point if no usable solution came out.
     """
     q = jnp.asarray(q, jnp.float32)
     t = q.shape[-1]
-    v = nonneg_qp(q, -jnp.ones((t,), jnp.float32), max_iter=max_iter)
-    total = jnp.sum(v)
+    b = jnp.zeros((t,), jnp.float32) if b is None else b
+    x = _active_set(q, b, x0, True, max_iter)
+    total = jnp.sum(x)
     ok = jnp.isfinite(total) & (total > 0)
-    return jnp.where(ok, v / jnp.where(ok, total, 1.0), jnp.full((t,), 1.0 / t))
+    return jnp.where(ok, x / jnp.where(ok, total, 1.0), jnp.full((t,), 1.0 / t))

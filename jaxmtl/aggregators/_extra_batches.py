@@ -1,0 +1,22 @@
+"""The ``extra_task_grads`` extra argument of SDMGrad and MoDo."""
+from __future__ import annotations
+
+from typing import Any
+
+from jaxmtl.gramian import num_tasks as _num_tasks
+
+
+def extra_batches(extra: dict[str, Any], task_grads: Any, t: int, name: str) -> tuple[Any, Any]:
+    """The two extra stacked pytrees, validated against ``task_grads``."""
+    pair = extra.get("extra_task_grads")
+    if pair is None or len(pair) != 2:
+        raise ValueError(
+            f"{name} needs extra_task_grads=(task_grads_b, task_grads_c): the per-task gradients of "
+            "two more independent batches, e.g. tx.update(task_grads_a, state, params, "
+            "extra_task_grads=(task_grads_b, task_grads_c))")
+    for k, other in enumerate(pair):
+        try:
+            _num_tasks(other, expected=t)
+        except ValueError as err:
+            raise ValueError(f"{name}: extra_task_grads[{k}]: {err}") from None
+    return pair
