@@ -87,12 +87,18 @@ def gramian(task_grads: Any) -> jax.Array:
 def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     """``(G / s**2, s)`` with ``s`` the largest absolute entry (1 when all are 0).
 
-    Dividing by ``s`` before squaring keeps ``G`` finite and non-zero for
-    gradients from 1e-30 to 1e30 in float32 and bfloat16.
+    Keeps ``G`` finite and non-zero for gradients from 1e-30 to 1e30 in float32
+    and bfloat16. When ``s`` lies in ``[1e-12, 1e12]`` (the usual case) the
+    products are formed on the raw gradients and divided afterwards; only
+    outside that range are the gradients divided by ``s`` first (an extra copy
+    of the Jacobian), chosen at run time with ``lax.cond``.
     """
+    leaves = jax.tree.leaves(task_grads)
     s = max_abs(task_grads)
     s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-    g = sum(_leaf_gram(x, s) for x in jax.tree.leaves(task_grads))
+    safe = (s >= 1e-12) & (s <= 1e12)
+    g = jax.lax.cond(safe, lambda: sum(_leaf_gram(x, None) for x in leaves) / s**2,
+                     lambda: sum(_leaf_gram(x, s) for x in leaves))
     return 0.5 * (g + g.T), s
 
 
@@ -119,8 +125,10 @@ def task_norms(gram: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
 
 
-def _leaf_gram(x: jax.Array, s: jax.Array) -> jax.Array:
-    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32) / s
+def _leaf_gram(x: jax.Array, s: jax.Array | None) -> jax.Array:
+    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
+    if s is not None:
+        x = x / s
     return jnp.einsum("tp,sp->ts", x, x, precision=_HIGHEST)
 
 

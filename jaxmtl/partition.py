@@ -7,7 +7,8 @@ task-specific leaf may come either unstacked (as
 ``value_and_jacobian(..., shared=mask)`` returns it, used as is) or stacked with
 a task axis (the full Jacobian; summed over that axis, which for a head used by
 one task is that task's gradient). Telling the two apart needs ``params``, so
-``update`` requires them when any task-specific leaf is stacked.
+``update`` requires them when any task-specific leaf is stacked. The
+``extra_task_grads`` extra argument (SDMGrad, MoDo) is masked the same way.
 """
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def partition(method: optax.GradientTransformation, shared: Mask) -> optax.Gradi
             raise ValueError("shared mask selects no leaf: there is nothing for the method to combine")
         param_leaves = None if params is None else treedef.flatten_up_to(params)
         sub_params = None if params is None else jax.tree.unflatten(treedef, _split(mask, param_leaves))
+        if extra.get("extra_task_grads") is not None:  # SDMGrad/MoDo: mask the extra batches too
+            extra["extra_task_grads"] = tuple(
+                jax.tree.unflatten(treedef, _split(mask, treedef.flatten_up_to(g)))
+                for g in extra["extra_task_grads"])
         upd, state = method.update(jax.tree.unflatten(treedef, _split(mask, leaves)), state,
                                    sub_params, **extra)
         upd_leaves = treedef.flatten_up_to(upd)

@@ -27,7 +27,8 @@ def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True, full_rank=False):
 
     Draws ``T`` and ``P`` from small fixed sets (few shapes, so jit caches
     hit), a rank from 0 to ``min(T, P)`` (rank-deficient and ``T > P`` cases
-    included unless ``full_rank``) and, when ``scales``, an overall scale 10^k, k in [-30, 30].
+    included unless ``full_rank``, which also bounds the condition number by 20)
+    and, when ``scales``, an overall scale 10^k, k in [-30, 30].
     """
     t = draw(st.sampled_from(tasks))
     p = draw(st.sampled_from(params))
@@ -35,6 +36,10 @@ def jacobians(draw, tasks=TASKS, params=PARAMS, scales=True, full_rank=False):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     j = rng.normal(size=(t, rank)) @ rng.normal(size=(rank, p))
+    if full_rank and rank:
+        # well-conditioned: singular values within a factor 20 of the largest
+        u, sv, vt = np.linalg.svd(j, full_matrices=False)
+        j = (u * np.clip(sv, sv.max() / 20, None)) @ vt
     if scales:
         j = j * 10.0 ** draw(st.integers(-30, 30))
     return j.astype(np.float32)

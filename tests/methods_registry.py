@@ -20,7 +20,8 @@ class Spec:
     permutation_invariant: bool = False      # deterministic and equivariant to permuting tasks
     scale: str | None = None                 # "linear" (d(cJ) = c d(J)) or "invariant"
     extra_batches: bool = False
-    unique_only: bool = False                # invariances only where the weights are unique (rank T)
+    unique_only: bool = False                # invariances tested on well-conditioned rank-T J only
+                                             # (ill-posed or discontinuous at rank deficiency)
 
 
 SPECS = {
@@ -35,7 +36,8 @@ SPECS = {
     "upgrad": Spec(lambda t: jaxmtl.upgrad(num_tasks=t), True, True, True, "linear"),
     "dualproj": Spec(lambda t: jaxmtl.dualproj(num_tasks=t), True, True, True, "linear"),
     "imtl_g": Spec(lambda t: jaxmtl.imtl_g(num_tasks=t), True, False, True, "linear", unique_only=True),
-    "aligned_mtl": Spec(lambda t: jaxmtl.aligned_mtl(num_tasks=t), True, False, True, "linear"),
+    "aligned_mtl": Spec(lambda t: jaxmtl.aligned_mtl(num_tasks=t), True, False, True, "linear",
+                        unique_only=True),
     "config": Spec(lambda t: jaxmtl.config(num_tasks=t), True, False, True, "linear", unique_only=True),
     "cagrad": Spec(lambda t: jaxmtl.cagrad(num_tasks=t), False, False, True, "linear"),
     "nash_mtl": Spec(lambda t: jaxmtl.nash_mtl(num_tasks=t), False, True, True, "invariant"),

@@ -59,3 +59,13 @@ def test_empty_mask_raises():
     m = jaxmtl.partition(jaxmtl.upgrad(), {"trunk": False, "head": False})
     with pytest.raises(ValueError, match="selects no leaf"):
         m.update({"trunk": jnp.ones((2, 3)), "head": [jnp.ones(2), jnp.ones(2)]}, m.init(PARAMS), PARAMS)
+
+
+def test_extra_task_grads_are_masked_too():
+    grads = {"trunk": jnp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+             "head": [jnp.asarray([1.0, 2.0]), jnp.asarray([3.0, 4.0])]}
+    m = jaxmtl.partition(jaxmtl.modo(gamma=0.1, num_tasks=2), SHARED)
+    out, state = jax.jit(m.update)(grads, m.init(PARAMS), PARAMS, extra_task_grads=(grads, grads))
+    np.testing.assert_allclose(state.weights, [0.5, 0.5], atol=1e-6)  # symmetric problem
+    np.testing.assert_allclose(out["trunk"], [0.5, 0.5, 0.0], atol=1e-6)
+    np.testing.assert_array_equal(out["head"][1], [3.0, 4.0])
