@@ -14,23 +14,25 @@ import optax
 
 import jaxmtl
 from jaxmtl.data import MultiFashion, batches
-from jaxmtl.models import MultiLeNet, shared_mask
-from jaxmtl.training import evaluate, make_eval_step, make_train_step, mtl_optimizer
+from jaxmtl.models import MultiLeNet, shared_mask, task_of
+from jaxmtl.partition import recorded_weights
+from jaxmtl.training import evaluate, make_eval_step, make_train_step
 
+_BY_FACTORY = ["mgda", "pcgrad", "upgrad", "dualproj", "imtl_g", "aligned_mtl", "config", "cagrad",
+               "nash_mtl", "fairgrad", "graddrop", "gradvac", "moco", "db_mtl", "excess_mtl",
+               "uncertainty", "uw_optimal", "uw_so", "dwa", "rlw", "gradnorm", "famo", "imtl_l",
+               "geometric_mean", "stch", "scale_invariant"]
 METHODS: dict[str, Callable[[int], optax.GradientTransformation]] = {
     "ew": lambda t: jaxmtl.linear(num_tasks=t),
     "mean": lambda t: jaxmtl.linear(reduction="mean", num_tasks=t),
-    "mgda": lambda t: jaxmtl.mgda(num_tasks=t),
-    "pcgrad": lambda t: jaxmtl.pcgrad(num_tasks=t),
-    "upgrad": lambda t: jaxmtl.upgrad(num_tasks=t),
+    "rlw_dirichlet": lambda t: jaxmtl.rlw("dirichlet", num_tasks=t),
+    **{name: (lambda t, f=getattr(jaxmtl, name): f(num_tasks=t)) for name in _BY_FACTORY},
 }
-"""MTL methods by name; each factory takes the number of tasks."""
+"""MTL methods by name (every jaxmtl method but SDMGrad and MoDo, which need two extra
+batches per step); each factory takes the number of tasks."""
 
-OPTIMIZERS: dict[str, Callable[[float], optax.GradientTransformation]] = {
-    "adam": optax.adam,
-    "sgd_momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-}
-"""Optimisers by name; each factory takes the learning rate."""
+OPTIMIZERS = jaxmtl.optim.OPTIMIZERS
+"""Optimiser names accepted by :func:`jaxmtl.make_optimizer`."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,11 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
     init_key, key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, *data.train.images.shape[1:]), jnp.float32))["params"]
     if spec.stl_task is None:
-        tasks, method = None, METHODS[spec.method](num_tasks)
+        tasks, method, t, owners = None, METHODS[spec.method](num_tasks), num_tasks, task_of
     else:
-        tasks, method = (spec.stl_task,), jaxmtl.linear(num_tasks=1)
-    tx = mtl_optimizer(method, OPTIMIZERS[spec.optimizer](spec.lr), shared_mask)
+        tasks, method, t, owners = (spec.stl_task,), jaxmtl.linear(num_tasks=1), 1, None
+    tx = jaxmtl.make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
+                               task_of=owners)
     opt_state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)
     eval_step = make_eval_step(model.apply)
@@ -88,7 +91,7 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
             loss = jax.block_until_ready(loss)
             step_times.append(time.perf_counter() - start)
             losses.append(np.asarray(loss))
-            w = _recorded_weights(opt_state)
+            w = recorded_weights(opt_state)
             if w is not None:
                 weights.append(np.asarray(w))
             if progress is not None:
@@ -104,14 +107,6 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
     return {"key": spec.key, "label": spec.label, "spec": asdict(spec), "tasks": list(data.tasks),
             "epochs": epochs, "step_time_s": float(np.median(step_times[1:] or step_times)),
             "backend": jax.default_backend()}
-
-
-def _recorded_weights(opt_state):
-    """The ``weights`` of the first :class:`jaxmtl.MethodState` in a chained optax state."""
-    for node in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, jaxmtl.MethodState)):
-        if isinstance(node, jaxmtl.MethodState):
-            return node.weights
-    return None
 
 
 def steps_per_run(spec: RunSpec, data: MultiFashion) -> int:

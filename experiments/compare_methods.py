@@ -3,7 +3,9 @@
     python -m experiments.compare_methods --preset quick [--out results/compare_methods]
 
 Trains, for every seed and optimiser, the two single-task (STL) baselines and
-every MTL method (EW, mean, MGDA, PCGrad, UPGrad by default) with the same
+every MTL method (EW, mean, MGDA, PCGrad, UPGrad by default; ``--methods`` takes any
+name in ``experiments.common.METHODS``, ``--optimizers`` any of adam, sgd_momentum,
+signsgd_momentum, adatask, mtl_io) with the same
 MultiLeNet, evaluates per task after every epoch, selects each run's epoch on
 validation (STL: its task's accuracy; MTL: validation delta-m against the STL
 runs) and reports test accuracy at that epoch, delta-m in both conventions
@@ -32,15 +34,18 @@ from experiments.common import (METHODS, OPTIMIZERS, RunSpec, markdown_table, me
 from jaxmtl.data import make_multi_fashion  # noqa: E402
 from jaxmtl.training import ResultStore, atomic_write, delta_m  # noqa: E402
 
+DEFAULT_METHODS = ["ew", "mean", "mgda", "pcgrad", "upgrad"]
+DEFAULT_OPTIMIZERS = ["adam", "sgd_momentum"]
 PRESETS = {
     "tiny": dict(data=dict(n_train=256, n_val=128, n_test=128), epochs=1, batch_size=64, seeds=[0],
                  methods=["ew", "upgrad"], optimizers=["adam"]),
     "quick": dict(data=dict(n_train=10240, n_val=2048, n_test=2048), epochs=3, batch_size=128,
-                  seeds=[0], methods=list(METHODS), optimizers=list(OPTIMIZERS)),
+                  seeds=[0], methods=DEFAULT_METHODS, optimizers=DEFAULT_OPTIMIZERS),
     "paper": dict(data=dict(), epochs=30, batch_size=256, seeds=[0, 1, 2],
-                  methods=list(METHODS), optimizers=list(OPTIMIZERS)),
+                  methods=DEFAULT_METHODS, optimizers=DEFAULT_OPTIMIZERS),
 }
-LEARNING_RATES = {"adam": 1e-3, "sgd_momentum": 1e-2}
+LEARNING_RATES = {"adam": 1e-3, "sgd_momentum": 1e-2, "signsgd_momentum": 1e-3, "adatask": 1e-3,
+                  "mtl_io": 1e-3}
 HIGHER = {"accuracy": True}
 
 

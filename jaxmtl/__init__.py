@@ -10,13 +10,15 @@ from jaxmtl.gramian import combine, cross_gramian, gramian, num_tasks, scaled_gr
 from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
 from jaxmtl.masking import path_mask, resolve_mask
 from jaxmtl.method import MethodState, weighted_method
+from jaxmtl.optim import adatask, make_optimizer, mtl_io, per_task, signum
 from jaxmtl.partition import partition
-from jaxmtl.weighting import linear
+from jaxmtl.weighting import *  # noqa: F401,F403  (one factory per loss weighting)
+from jaxmtl.weighting import __all__ as _weightings
 
 __version__ = "0.1.0"
 
 __all__ = [
-    *_aggregators, "MethodState", "combine", "cross_gramian", "gramian", "jacobian", "linear",
+    *_aggregators, *_weightings, "MethodState", "combine", "cross_gramian", "adatask", "gramian", "jacobian", "make_optimizer", "mtl_io", "per_task", "signum",
     "num_tasks", "partition", "path_mask", "representation_gramian", "resolve_mask",
     "scaled_gramian", "value_and_jacobian", "weighted_method",
 ]

@@ -39,7 +39,8 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
 
     ``G`` is the Gramian of the task gradients divided by ``scale**2`` (so it is
     finite for any gradient scale; ``G_true = scale**2 * G``), or ``None`` when
-    ``uses_gramian`` is false; ``t`` the number of tasks. ``losses`` is the ``losses`` extra argument (checked
+    ``uses_gramian`` is false; ``t`` the number of tasks; ``grads`` the stacked
+    gradients themselves (for methods that need more than inner products). ``losses`` is the ``losses`` extra argument (checked
     to have shape ``(T,)``), ``extra`` the other extra arguments.
     """
 
@@ -62,7 +63,8 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
             g, scale = scale_gramian(override, t)
         else:
             g, scale = scaled_gramian(task_grads)
-        w, inner = weight_fn(g, state.inner, t=t, scale=scale, losses=losses, extra=extra)
+        w, inner = weight_fn(g, state.inner, t=t, scale=scale, losses=losses, extra=extra,
+                             grads=task_grads)
         w = jnp.asarray(w, jnp.float32)
         recorded = None if num_tasks is None else w
         return combine(w, task_grads), MethodState(inner, recorded)

@@ -9,6 +9,12 @@ a task axis (the full Jacobian; summed over that axis, which for a head used by
 one task is that task's gradient). Telling the two apart needs ``params``, so
 ``update`` requires them when any task-specific leaf is stacked. The
 ``extra_task_grads`` extra argument (SDMGrad, MoDo) is masked the same way.
+
+Plain task-specific gradients are what gradient aggregators expect (LibMTL
+does the same). A *loss weighting* minimises ``sum_t w_t L_t``, so head ``t``
+should get ``w_t`` times its gradient: pass ``task_of`` (which task each
+task-specific leaf belongs to) and the heads are scaled by the method's
+weights of that step (the method must record them: build it with ``num_tasks``).
 """
 from __future__ import annotations
 
@@ -19,20 +25,58 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl.masking import Mask, resolve_mask
+from jaxmtl.method import MethodState
 
 
 def _split(mask_leaves, leaves):
     return [x if m else optax.MaskedNode() for m, x in zip(mask_leaves, leaves)]
 
 
-def partition(method: optax.GradientTransformation, shared: Mask) -> optax.GradientTransformationExtraArgs:
-    """Wraps ``method`` so it only sees the leaves where ``shared`` is true."""
+def resolve_task_of(task_of: Any, tree: Any) -> list[int]:
+    """Task index per leaf of ``tree`` from an int pytree (or prefix) or a callable; -1: none."""
+    if callable(task_of):
+        task_of = task_of(tree)
+    try:
+        full = jax.tree.map(lambda t, sub: jax.tree.map(lambda _: int(t), sub), task_of, tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"task_of does not match the parameter tree ({err})") from None
+    return jax.tree.leaves(full)
+
+
+def recorded_weights(state: Any):
+    """The ``weights`` of the first :class:`jaxmtl.MethodState` found in a (chained) state."""
+    for node in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, MethodState)):
+        if isinstance(node, MethodState):
+            return node.weights
+    return None
+
+
+def partition(method: optax.GradientTransformation, shared: Mask,
+              others: optax.GradientTransformation | None = None, *,
+              task_of: Any = None) -> optax.GradientTransformationExtraArgs:
+    """Wraps ``method`` so it only sees the leaves where ``shared`` is true.
+
+    ``task_of``: an int pytree (or prefix, or callable on the parameters) giving,
+    for each task-specific leaf, the task it belongs to (``-1`` for none); those
+    leaves are then multiplied by the method's weight for that task.
+
+    ``others``, when given, transforms the task-specific leaves' gradients (e.g.
+    ``optax.scale_by_adam()`` when ``method`` already contains a per-task Adam,
+    see :func:`jaxmtl.optim.adatask`); by default they pass through unchanged.
+    The state is ``(method_state, others_state)`` when ``others`` is given.
+    """
     method = optax.with_extra_args_support(method)
+
+    def _others_tree(mask, leaves, treedef):
+        return jax.tree.unflatten(treedef, [optax.MaskedNode() if m else x for m, x in zip(mask, leaves)])
 
     def init(params):
         leaves, treedef = jax.tree.flatten(params)
         mask = jax.tree.leaves(resolve_mask(shared, params))
-        return method.init(jax.tree.unflatten(treedef, _split(mask, leaves)))
+        state = method.init(jax.tree.unflatten(treedef, _split(mask, leaves)))
+        if others is None:
+            return state
+        return state, others.init(_others_tree(mask, leaves, treedef))
 
     def update(task_grads, state, params=None, **extra):
         leaves, treedef = jax.tree.flatten(task_grads)
@@ -43,6 +87,7 @@ def partition(method: optax.GradientTransformation, shared: Mask) -> optax.Gradi
             raise ValueError("shared mask selects no leaf: there is nothing for the method to combine")
         param_leaves = None if params is None else treedef.flatten_up_to(params)
         sub_params = None if params is None else jax.tree.unflatten(treedef, _split(mask, param_leaves))
+        state, others_state = (state, None) if others is None else state
         if extra.get("extra_task_grads") is not None:  # SDMGrad/MoDo: mask the extra batches too
             extra["extra_task_grads"] = tuple(
                 jax.tree.unflatten(treedef, _split(mask, treedef.flatten_up_to(g)))
@@ -50,14 +95,29 @@ def partition(method: optax.GradientTransformation, shared: Mask) -> optax.Gradi
         upd, state = method.update(jax.tree.unflatten(treedef, _split(mask, leaves)), state,
                                    sub_params, **extra)
         upd_leaves = treedef.flatten_up_to(upd)
-        out = []
+        if task_of is not None:
+            weights = recorded_weights(state)
+            if weights is None:
+                raise ValueError("partition(task_of=...) scales the heads by the method's weights: "
+                                 "build the method with num_tasks so it records them")
+            owners = resolve_task_of(task_of, task_grads if params is None else params)
+        plain = []
         for i, (m, g) in enumerate(zip(mask, leaves)):
             if m:
-                out.append(upd_leaves[i])
+                plain.append(optax.MaskedNode())
             elif param_leaves is not None and jnp.ndim(g) == jnp.ndim(param_leaves[i]) + 1:
-                out.append(jnp.sum(g, axis=0))
+                plain.append(jnp.sum(g, axis=0))
             else:
-                out.append(g)
-        return jax.tree.unflatten(treedef, out), state
+                plain.append(g)
+            if task_of is not None and not m and owners[i] >= 0:
+                plain[-1] = (weights[owners[i]] * plain[-1]).astype(plain[-1].dtype)
+        if others is not None:
+            other_params = None if params is None else _others_tree(mask, param_leaves, treedef)
+            transformed, others_state = others.update(jax.tree.unflatten(treedef, plain), others_state,
+                                                      other_params)
+            plain = treedef.flatten_up_to(transformed)
+        out = [upd_leaves[i] if m else plain[i] for i, m in enumerate(mask)]
+        tree = jax.tree.unflatten(treedef, out)
+        return tree, (state if others is None else (state, others_state))
 
     return optax.GradientTransformationExtraArgs(init, update)

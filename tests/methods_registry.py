@@ -20,6 +20,7 @@ class Spec:
     permutation_invariant: bool = False      # deterministic and equivariant to permuting tasks
     scale: str | None = None                 # "linear" (d(cJ) = c d(J)) or "invariant"
     extra_batches: bool = False
+    losses: bool = False                     # reads the losses (ValueError without them)
     unique_only: bool = False                # invariances tested on well-conditioned rank-T J only
                                              # (ill-posed or discontinuous at rank deficiency)
 
@@ -31,7 +32,7 @@ SPECS = {
     "mgda_l2": Spec(lambda t: jaxmtl.mgda("l2", num_tasks=t), True, False, True, "linear",
                     unique_only=True),
     "mgda_loss+": Spec(lambda t: jaxmtl.mgda("loss+", num_tasks=t), True, False, True, "linear",
-                       unique_only=True),
+                       unique_only=True, losses=True),
     "pcgrad": Spec(lambda t: jaxmtl.pcgrad(num_tasks=t), True, False, False, "linear"),
     "upgrad": Spec(lambda t: jaxmtl.upgrad(num_tasks=t), True, True, True, "linear"),
     "dualproj": Spec(lambda t: jaxmtl.dualproj(num_tasks=t), True, True, True, "linear"),
@@ -40,15 +41,31 @@ SPECS = {
                         unique_only=True),
     "config": Spec(lambda t: jaxmtl.config(num_tasks=t), True, False, True, "linear", unique_only=True),
     "cagrad": Spec(lambda t: jaxmtl.cagrad(num_tasks=t), False, False, True, "linear"),
-    "nash_mtl": Spec(lambda t: jaxmtl.nash_mtl(num_tasks=t), False, True, True, "invariant"),
-    "fairgrad": Spec(lambda t: jaxmtl.fairgrad(num_tasks=t), False, True, True, "invariant"),
+    "nash_mtl": Spec(lambda t: jaxmtl.nash_mtl(num_tasks=t), False, True, True, "invariant",
+                     unique_only=True),
+    "fairgrad": Spec(lambda t: jaxmtl.fairgrad(num_tasks=t), False, True, True, "invariant",
+                     unique_only=True),
     "graddrop": Spec(lambda t: jaxmtl.graddrop(num_tasks=t), True),
     "gradvac": Spec(lambda t: jaxmtl.gradvac(num_tasks=t), True, False, False, "linear"),
-    "moco": Spec(lambda t: jaxmtl.moco(num_tasks=t)),
-    "db_mtl": Spec(lambda t: jaxmtl.db_mtl(num_tasks=t)),
+    "moco": Spec(lambda t: jaxmtl.moco(num_tasks=t), losses=True),
+    "db_mtl": Spec(lambda t: jaxmtl.db_mtl(num_tasks=t), losses=True),
     "excess_mtl": Spec(lambda t: jaxmtl.excess_mtl(num_tasks=t), True, False, True, "linear"),
     "sdmgrad": Spec(lambda t: jaxmtl.sdmgrad(num_tasks=t), extra_batches=True),
     "modo": Spec(lambda t: jaxmtl.modo(num_tasks=t), extra_batches=True),
+    # loss weightings
+    "uncertainty": Spec(lambda t: jaxmtl.uncertainty(num_tasks=t), False, False, True, "linear", losses=True),
+    "imtl_l": Spec(lambda t: jaxmtl.imtl_l(num_tasks=t), True, False, True, "linear", losses=True),
+    "dwa": Spec(lambda t: jaxmtl.dwa(num_tasks=t), True, False, True, "linear", losses=True),
+    "gradnorm": Spec(lambda t: jaxmtl.gradnorm(num_tasks=t), True, False, True, "linear", losses=True),
+    "famo": Spec(lambda t: jaxmtl.famo(num_tasks=t), True, False, True, "linear", losses=True),
+    "uw_optimal": Spec(lambda t: jaxmtl.uw_optimal(num_tasks=t), True, False, True, "linear", losses=True),
+    "uw_so": Spec(lambda t: jaxmtl.uw_so(num_tasks=t), True, False, True, "linear", losses=True),
+    "geometric_mean": Spec(lambda t: jaxmtl.geometric_mean(num_tasks=t), True, False, True, "linear",
+                           losses=True),
+    "stch": Spec(lambda t: jaxmtl.stch(num_tasks=t), True, False, True, "linear", losses=True),
+    "rlw": Spec(lambda t: jaxmtl.rlw(num_tasks=t), True, losses=False),
+    "scale_invariant": Spec(lambda t: jaxmtl.scale_invariant(num_tasks=t), True, False, True, "linear",
+                            losses=True),
 }
 
 

@@ -197,3 +197,20 @@ def test_scalar_leaf_raises():
     m, _ = built("upgrad", 2)
     with pytest.raises(ValueError, match="is a scalar"):
         m.update({"w": jnp.ones(())}, m.init(None))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].losses])
+def test_missing_losses_raise(name):
+    m, _ = built(name, 2)
+    params = jnp.zeros(3)
+    with pytest.raises(ValueError, match="needs the task losses"):
+        m.update(jnp.ones((2, 3)), m.init(params), params)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].losses])
+@pytest.mark.parametrize("losses", [[0.0, 1.0, 2.0], [1e-30, 1.0, 1e30], [0.0, 0.0, 0.0]],
+                         ids=["zero", "tiny_and_huge", "all_zero"])
+def test_extreme_losses_give_finite_output(name, losses):
+    j = np.array([[-4.0, 1.0, 1.0], [6.0, 1.0, 1.0], [0.5, -2.0, 1.0]], np.float32)
+    out = aggregate(name, j, losses=np.asarray(losses, np.float32))
+    assert np.all(np.isfinite(out)), out

@@ -46,7 +46,8 @@ def moco(beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_s
         b = beta / k**beta_sigma
         y = jax.tree.map(lambda y, h: y - b * (y - h), state.inner["y"], h)
         gy, s = scaled_gramian(y)
-        grad = jnp.clip((gy * s**2 + rho * jnp.eye(t)) @ state.weights, -1e30, 1e30)
+        s2 = jnp.minimum(s**2, jnp.finfo(jnp.float32).max)  # no 0 * inf for losses near 1e30
+        grad = jnp.clip((gy @ state.weights) * s2 + rho * state.weights, -1e30, 1e30)
         lam = jax.nn.softmax(state.weights - gamma / k**gamma_sigma * grad)
         upd = jax.tree.map(lambda u, g: u.astype(g.dtype), combine(lam, y), task_grads)
         return upd, MethodState({"y": y, "step": step}, lam)

@@ -9,6 +9,7 @@ task ``t`` (see :func:`shared_mask`).
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxmtl.masking import path_mask
@@ -49,3 +50,13 @@ class MultiLeNet(nn.Module):
 
 shared_mask = path_mask(lambda path: "encoder" in path.split("/"))
 """Mask selecting the encoder parameters of a :class:`MultiLeNet` (the shared ones)."""
+
+
+def task_of(params):
+    """Task index of every leaf: ``t`` for ``head_<t>``, -1 for the shared encoder."""
+
+    def owner(path, _):
+        top = str(getattr(path[0], "key", path[0]))
+        return int(top.split("_")[1]) if top.startswith("head_") else -1
+
+    return jax.tree_util.tree_map_with_path(owner, params)

@@ -10,22 +10,12 @@ import optax
 
 from jaxmtl.jacobian import value_and_jacobian
 from jaxmtl.masking import Mask
-from jaxmtl.partition import partition
 
 
 def classification_losses(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean cross-entropy per task: logits ``(T, B, C)``, labels ``(B, T)`` -> ``f32[T]``."""
     ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels.T)
     return jnp.mean(ce, axis=1)
-
-
-def mtl_optimizer(method: optax.GradientTransformation, optimizer: optax.GradientTransformation,
-                  shared: Mask = None) -> optax.GradientTransformationExtraArgs:
-    """``optax.chain(method, optimizer)``, with ``method`` restricted to the ``shared``
-    leaves (task-specific leaves get their plain gradient) when a mask is given."""
-    if shared is not None:
-        method = partition(method, shared)
-    return optax.chain(method, optimizer)
 
 
 def make_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation, *,
@@ -36,7 +26,7 @@ def make_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformati
     ``apply_fn(variables, images, train=..., rngs=...)`` returns ``(T, B, ...)``
     outputs; ``tasks`` keeps a subset of them (single-task training: ``(t,)``).
     Per-task gradients come from :func:`jaxmtl.value_and_jacobian` with the
-    ``shared`` mask (pair it with :func:`mtl_optimizer` and the same mask).
+    ``shared`` mask (pair it with :func:`jaxmtl.make_optimizer` and the same mask).
     """
     keep = None if tasks is None else jnp.asarray(tasks)
 
