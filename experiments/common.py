@@ -31,6 +31,11 @@ METHODS: dict[str, Callable[[int], optax.GradientTransformation]] = {
 """MTL methods by name (every jaxmtl method but SDMGrad and MoDo, which need two extra
 batches per step); each factory takes the number of tasks."""
 
+LOSS_WEIGHTINGS = {"ew", "mean", "rlw", "rlw_dirichlet", "uncertainty", "uw_optimal", "uw_so", "dwa",
+                   "gradnorm", "famo", "imtl_l", "geometric_mean", "stch", "scale_invariant"}
+"""Methods that minimise ``sum_t w_t L_t``: their heads are weighted too (``task_of``); gradient
+aggregators give the heads their plain gradient, as LibMTL does."""
+
 OPTIMIZERS = jaxmtl.optim.OPTIMIZERS
 """Optimiser names accepted by :func:`jaxmtl.make_optimizer`."""
 
@@ -72,7 +77,8 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
     init_key, key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, *data.train.images.shape[1:]), jnp.float32))["params"]
     if spec.stl_task is None:
-        tasks, method, t, owners = None, METHODS[spec.method](num_tasks), num_tasks, task_of
+        owners = task_of if spec.method in LOSS_WEIGHTINGS else None
+        tasks, method, t = None, METHODS[spec.method](num_tasks), num_tasks
     else:
         tasks, method, t, owners = (spec.stl_task,), jaxmtl.linear(num_tasks=1), 1, None
     tx = jaxmtl.make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,

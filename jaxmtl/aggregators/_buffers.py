@@ -6,6 +6,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxmtl.gramian import num_tasks as _num_tasks
+
 
 def stacked_zeros(params: Any, t: int) -> Any:
     """A float32 ``(T, *leaf.shape)`` zero buffer per parameter leaf."""
@@ -21,7 +23,12 @@ def scale_rows(scales: jax.Array, tree: Any) -> Any:
                         tree)
 
 
-def check_buffer(buffer: Any, task_grads: Any, name: str) -> None:
+def check_inputs(name: str, buffer: Any, task_grads: Any, t: int, *, params: Any, losses: Any,
+                 needs_losses: bool) -> None:
+    """Validates one update's inputs against ``T`` and the buffer built by ``init``."""
+    _num_tasks(task_grads, params=params, losses=losses, expected=t)
+    if needs_losses and losses is None:
+        raise ValueError(f"{name} needs the task losses: tx.update(..., losses=losses)")
     try:
         jax.tree.map(lambda b, g: None, buffer, task_grads)
     except (ValueError, TypeError):

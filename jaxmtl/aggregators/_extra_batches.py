@@ -3,7 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxmtl.gramian import num_tasks as _num_tasks
+import jax
+import jax.numpy as jnp
+
+from jaxmtl.gramian import cross_gramian, max_abs, num_tasks as _num_tasks
+
+
+def extra_cross_gramian(extra: dict[str, Any], task_grads: Any, t: int, name: str):
+    """``(J_b J_c^T / s**2, s)`` from the ``extra_task_grads`` pair, ``s`` their largest entry."""
+    xb, xc = extra_batches(extra, task_grads, t, name)
+    s = jnp.maximum(max_abs(xb), max_abs(xc))
+    s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
+    return cross_gramian(jax.tree.map(lambda x: x / s, xb), jax.tree.map(lambda x: x / s, xc)), s
 
 
 def extra_batches(extra: dict[str, Any], task_grads: Any, t: int, name: str) -> tuple[Any, Any]:

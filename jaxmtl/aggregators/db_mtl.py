@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._buffers import check_buffer, scale_rows, stacked_zeros
-from jaxmtl.gramian import combine, num_tasks as _num_tasks, require_num_tasks, task_grad_norms
+from jaxmtl.aggregators._buffers import check_inputs, scale_rows, stacked_zeros
+from jaxmtl.gramian import combine, require_num_tasks, task_grad_norms
 from jaxmtl.method import MethodState
 
 
@@ -33,10 +33,8 @@ def db_mtl(beta: float = 0.9, beta_sigma: float = 0.5, *,
         return MethodState(inner, jnp.ones((t,)))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
-        _num_tasks(task_grads, params=params, losses=losses, expected=t)
-        if losses is None:
-            raise ValueError("db_mtl needs the task losses: tx.update(..., losses=losses)")
-        check_buffer(state.inner["m"], task_grads, "db_mtl")
+        check_inputs("db_mtl", state.inner["m"], task_grads, t, params=params, losses=losses,
+                     needs_losses=True)
         step = state.inner["step"] + 1
         b = beta / step.astype(jnp.float32) ** beta_sigma
         log_grads = scale_rows(1.0 / (jnp.abs(jnp.asarray(losses, jnp.float32)) + 1e-8), task_grads)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._buffers import check_buffer, stacked_zeros
-from jaxmtl.gramian import combine, num_tasks as _num_tasks, require_num_tasks
+from jaxmtl.aggregators._buffers import check_inputs, stacked_zeros
+from jaxmtl.gramian import combine, require_num_tasks
 from jaxmtl.method import MethodState
 
 
@@ -31,8 +31,8 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
         return MethodState(inner, jnp.ones((t,)))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
-        _num_tasks(task_grads, params=params, losses=losses, expected=t)
-        check_buffer(state.inner["h"], task_grads, "excess_mtl")
+        check_inputs("excess_mtl", state.inner["h"], task_grads, t, params=params, losses=losses,
+                     needs_losses=False)
         h = jax.tree.map(lambda h, g: h + jnp.square(g.astype(jnp.float32)), state.inner["h"], task_grads)
         risk = sum(jnp.sum(jnp.reshape(jnp.square(g.astype(jnp.float32)) / jnp.sqrt(hh + 1e-7), (t, -1)), axis=1)
                    for g, hh in zip(jax.tree.leaves(task_grads), jax.tree.leaves(h)))

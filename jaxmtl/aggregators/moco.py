@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._buffers import check_buffer, scale_rows, stacked_zeros
-from jaxmtl.gramian import (combine, num_tasks as _num_tasks, require_num_tasks, scaled_gramian,
+from jaxmtl.aggregators._buffers import check_inputs, scale_rows, stacked_zeros
+from jaxmtl.gramian import (combine, require_num_tasks, scaled_gramian,
                             task_grad_norms)
 from jaxmtl.method import MethodState
 
@@ -35,10 +35,8 @@ def moco(beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_s
         return MethodState(inner, jnp.full((t,), 1.0 / t))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
-        _num_tasks(task_grads, params=params, losses=losses, expected=t)
-        if losses is None:
-            raise ValueError("moco needs the task losses: tx.update(..., losses=losses)")
-        check_buffer(state.inner["y"], task_grads, "moco")
+        check_inputs("moco", state.inner["y"], task_grads, t, params=params, losses=losses,
+                     needs_losses=True)
         step = state.inner["step"] + 1
         k = step.astype(jnp.float32)
         norms = task_grad_norms(task_grads)

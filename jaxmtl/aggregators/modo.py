@@ -17,12 +17,11 @@ heads to :func:`jaxmtl.partition`.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._extra_batches import extra_batches
-from jaxmtl.gramian import combine, cross_gramian, max_abs, num_tasks as _num_tasks, require_num_tasks
+from jaxmtl.aggregators._extra_batches import extra_cross_gramian
+from jaxmtl.gramian import combine, num_tasks as _num_tasks, require_num_tasks
 from jaxmtl.method import MethodState
 
 
@@ -37,10 +36,7 @@ def modo(gamma: float = 1e-3, rho: float = 0.1, *,
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         _num_tasks(task_grads, params=params, losses=losses, expected=t)
-        xb, xc = extra_batches(extra, task_grads, t, "modo")
-        s = jnp.maximum(max_abs(xb), max_abs(xc))
-        s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-        m = cross_gramian(jax.tree.map(lambda x: x / s, xb), jax.tree.map(lambda x: x / s, xc))
+        m, s = extra_cross_gramian(extra, task_grads, t, "modo")
         lam = state.weights
         grad = jnp.clip((m @ lam) * s**2 + rho * lam, -1e30, 1e30)
         lam = optax.projections.projection_simplex(lam - gamma * grad)

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._extra_batches import extra_batches
-from jaxmtl.gramian import combine, cross_gramian, max_abs, num_tasks as _num_tasks, require_num_tasks
+from jaxmtl.aggregators._extra_batches import extra_cross_gramian
+from jaxmtl.gramian import combine, num_tasks as _num_tasks, require_num_tasks
 from jaxmtl.method import MethodState
 
 
@@ -36,10 +36,7 @@ def sdmgrad(lamda: float = 0.3, niter: int = 20, *, lr: float = 5.0, momentum: f
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         _num_tasks(task_grads, params=params, losses=losses, expected=t)
-        xb, xc = extra_batches(extra, task_grads, t, "sdmgrad")
-        s = jnp.maximum(max_abs(xb), max_abs(xc))
-        s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-        m = cross_gramian(jax.tree.map(lambda x: x / s, xb), jax.tree.map(lambda x: x / s, xc))
+        m, s = extra_cross_gramian(extra, task_grads, t, "sdmgrad")
         scale2 = jnp.mean(jnp.sqrt(jnp.maximum(jnp.diag(m), 0.0))) ** 2
         m = m / jnp.where(scale2 > 0, scale2, 1.0)
         pull = lamda * jnp.mean(m, axis=1)
