@@ -138,10 +138,14 @@ def plot(groups: list[dict]) -> bytes:
     ax1.set_ylabel("Δm metric (%, lower is better)")
     ax1.set_title("Test Δm vs single-task baselines")
     ax1.legend()
+    names = sorted({g["method"] for g in groups})
+    colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(names)}
+    styles = {opt: ls for opt, ls in zip(sorted({g["optimizer"] for g in groups}), ["-", "--", ":", "-."] * 3)}
     for g in groups:
         curve = np.mean(g["curves"], axis=0)
-        ax2.plot(np.arange(1, len(curve) + 1), 100 * curve, marker="o",
-                 ls="-" if g["optimizer"] == "adam" else "--", label=f"{g['method']} / {g['optimizer']}")
+        ax2.plot(np.arange(1, len(curve) + 1), 100 * curve, marker="o", color=colors[g["method"]],
+                 ls=styles[g["optimizer"]], label=f"{g['method']} / {g['optimizer']}")
+    ax2.xaxis.get_major_locator().set_params(integer=True)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("mean validation accuracy (%)")
     ax2.set_title("Validation accuracy (mean over tasks)")
