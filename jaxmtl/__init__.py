@@ -7,6 +7,7 @@
 from jaxmtl.aggregators import *  # noqa: F401,F403  (one factory and weighting per method)
 from jaxmtl.aggregators import __all__ as _aggregators
 from jaxmtl.gramian import combine, cross_gramian, gramian, num_tasks, scaled_gramian
+from jaxmtl.gramian_path import weighted_value_and_grad
 from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
 from jaxmtl.masking import path_mask, resolve_mask
 from jaxmtl.method import MethodState, weighted_method
@@ -20,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     *_aggregators, *_weightings, "MethodState", "combine", "cross_gramian", "adatask", "gramian", "jacobian", "make_optimizer", "mtl_io", "per_task", "signum",
     "num_tasks", "partition", "path_mask", "representation_gramian", "resolve_mask",
-    "scaled_gramian", "value_and_jacobian", "weighted_method",
+    "scaled_gramian", "value_and_jacobian", "weighted_method", "weighted_value_and_grad",
 ]

@@ -85,20 +85,32 @@ def gramian(task_grads: Any) -> jax.Array:
 
 
 def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
-    """``(G / s**2, s)`` with ``s`` the largest absolute entry (1 when all are 0).
+    """``(G / s**2, s)`` with ``s`` the largest task-gradient norm (1 when all are 0).
 
     Keeps ``G`` finite and non-zero for gradients from 1e-30 to 1e30 in float32
-    and bfloat16. When ``s`` lies in ``[1e-12, 1e12]`` (the usual case) the
-    products are formed on the raw gradients and divided afterwards; only
-    outside that range are the gradients divided by ``s`` first (an extra copy
-    of the Jacobian), chosen at run time with ``lax.cond``.
+    and bfloat16. The products are first formed on the raw gradients (one
+    matrix product per leaf, no pass over the Jacobian besides it); only when
+    the largest diagonal entry of that raw Gramian is not finite or below 1e-24
+    (squares that overflowed or underflowed) are the gradients divided by their
+    largest absolute entry first and the Gramian formed again, chosen at run
+    time with ``lax.cond``. A reduction over the whole Jacobian is thus paid only
+    for degenerate scales.
     """
     leaves = jax.tree.leaves(task_grads)
-    s = max_abs(task_grads)
-    s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-    safe = (s >= 1e-12) & (s <= 1e12)
-    g = jax.lax.cond(safe, lambda: sum(_leaf_gram(x, None) for x in leaves) / s**2,
-                     lambda: sum(_leaf_gram(x, s) for x in leaves))
+    raw = sum(_leaf_gram(x, None) for x in leaves)
+    peak = jnp.max(jnp.diag(raw))
+    safe = jnp.isfinite(peak) & (peak >= 1e-24)
+
+    def rescaled():
+        s0 = max_abs(task_grads)
+        s0 = jnp.where(jnp.isfinite(s0) & (s0 > 0), s0, 1.0)
+        g = sum(_leaf_gram(x, s0) for x in leaves)
+        top = jnp.max(jnp.diag(g))
+        ok = jnp.isfinite(top) & (top > 0)
+        return jnp.where(ok, g / jnp.where(ok, top, 1.0), 0.0), s0 * jnp.sqrt(jnp.where(ok, top, 1.0))
+
+    g, s = jax.lax.cond(safe, lambda: (raw / jnp.where(safe, peak, 1.0), jnp.sqrt(jnp.where(safe, peak, 1.0))),
+                        rescaled)
     return 0.5 * (g + g.T), s
 
 

@@ -11,7 +11,7 @@ from jaxmtl.masking import Mask, resolve_mask
 
 
 def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
-                       shared: Mask = None, chunk_size: int | None = None) -> Callable[..., Any]:
+                       shared: Mask = None, chunk_size: int | str | None = "auto") -> Callable[..., Any]:
     """Wraps ``loss_fn(params, *args) -> f32[T]`` into ``(losses, task_grads)``.
 
     ``task_grads`` has the structure of ``params``; a leaf selected by ``shared``
@@ -27,8 +27,12 @@ def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
       has_aux: returns ``((losses, aux), task_grads)`` like ``jax.value_and_grad``.
       shared: shared-parameter mask (see :mod:`jaxmtl.masking`); ``None`` stacks
         every leaf (the full Jacobian).
-      chunk_size: when set, the ``T`` backward passes run ``chunk_size`` at a time
-        (``jax.lax.map``) so memory stays bounded for large ``T``.
+      chunk_size: the ``T`` backward passes run ``chunk_size`` at a time
+        (``jax.lax.map``) so memory stays bounded for large ``T``; ``None`` runs
+        all ``T`` at once (one ``jax.vmap``). ``'auto'`` (default) is
+        :data:`CPU_CHUNK` on the CPU backend, where chunks are faster (the MLP of
+        ``python -m jaxmtl.bench``: 0.66x the time of one vmap at ``T = 40``), and
+        ``None`` on accelerators.
 
     The function is pure and jit-compatible: one forward pass via ``jax.vjp`` and
     the backward passes batched by ``jax.vmap`` over one-hot cotangents.
@@ -36,49 +40,69 @@ def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
 
     @functools.wraps(loss_fn)
     def wrapped(params, *args, **kwargs):
-        mask_leaves = jax.tree.leaves(resolve_mask(shared, params))
-        leaves, treedef = jax.tree.flatten(params)
-        shared_idx = [i for i, m in enumerate(mask_leaves) if m]
-        other_idx = [i for i, m in enumerate(mask_leaves) if not m]
-
-        def f(shared_leaves, other_leaves):
-            merged = list(leaves)
-            for i, x in zip(shared_idx, shared_leaves):
-                merged[i] = x
-            for i, x in zip(other_idx, other_leaves):
-                merged[i] = x
-            out = loss_fn(jax.tree.unflatten(treedef, merged), *args, **kwargs)
-            if has_aux:
-                losses, aux = out
-            else:
-                losses, aux = out, None
-            losses = jnp.asarray(losses)
-            if losses.ndim != 1:
-                raise ValueError(f"loss_fn must return a 1-D array of task losses, got shape "
-                                 f"{losses.shape}")
-            return losses, aux
-
-        sh = [leaves[i] for i in shared_idx]
-        ot = [leaves[i] for i in other_idx]
-        losses, vjp_fn, aux = jax.vjp(f, sh, ot, has_aux=True)
+        losses, vjp_fn, aux, join = split_vjp(loss_fn, params, shared, has_aux, args, kwargs)
         t = losses.shape[0]
-        eye = jnp.eye(t, dtype=losses.dtype)
-        shared_vjp = lambda c: vjp_fn(c)[0]
-        if chunk_size is None:
-            shared_grads = jax.vmap(shared_vjp)(eye)
-        else:
-            shared_grads = jax.lax.map(shared_vjp, eye, batch_size=chunk_size)
-        other_grads = vjp_fn(jnp.ones((t,), losses.dtype))[1] if ot else []
-        out = list(leaves)
-        for i, g in zip(shared_idx, shared_grads):
-            out[i] = g
-        for i, g in zip(other_idx, other_grads):
-            out[i] = g
-        task_grads = jax.tree.unflatten(treedef, out)
+        shared_grads = stacked_vjp(lambda c: vjp_fn(c)[0], t, losses.dtype, chunk_size)
+        other_grads = vjp_fn(jnp.ones((t,), losses.dtype))[1]
         value = (losses, aux) if has_aux else losses
-        return value, task_grads
+        return value, join(shared_grads, other_grads)
 
     return wrapped
+
+
+def split_vjp(loss_fn: Callable[..., Any], params: Any, shared: Mask, has_aux: bool,
+              args: tuple, kwargs: dict) -> tuple[jax.Array, Callable, Any, Callable]:
+    """One forward pass of ``loss_fn`` with the ``shared`` leaves split from the others.
+
+    Returns ``(losses, vjp_fn, aux, join)``: ``vjp_fn(cotangent)`` gives
+    ``(shared_leaf_grads, other_leaf_grads)`` (two lists) and ``join(shared,
+    other)`` puts two such lists back into the structure of ``params``.
+    """
+    mask = jax.tree.leaves(resolve_mask(shared, params))
+    leaves, treedef = jax.tree.flatten(params)
+
+    def join(shared_leaves, other_leaves):
+        sh, ot = iter(shared_leaves), iter(other_leaves)
+        return jax.tree.unflatten(treedef, [next(sh) if m else next(ot) for m in mask])
+
+    def f(shared_leaves, other_leaves):
+        out = loss_fn(join(shared_leaves, other_leaves), *args, **kwargs)
+        losses, aux = out if has_aux else (out, None)
+        losses = jnp.asarray(losses)
+        if losses.ndim != 1:
+            raise ValueError(f"loss_fn must return a 1-D array of task losses, got shape "
+                             f"{losses.shape}")
+        return losses, aux
+
+    sh = [x for x, m in zip(leaves, mask) if m]
+    ot = [x for x, m in zip(leaves, mask) if not m]
+    losses, vjp_fn, aux = jax.vjp(f, sh, ot, has_aux=True)
+    return losses, vjp_fn, aux, join
+
+
+CPU_CHUNK = 8
+"""Tasks per backward batch of ``chunk_size='auto'`` on the CPU backend."""
+
+
+def resolve_chunk(chunk_size: int | str | None, t: int) -> int | None:
+    """The task-chunk size to use for ``T = t`` tasks (``None``: one vmap over all)."""
+    if chunk_size == "auto":
+        chunk_size = CPU_CHUNK if jax.default_backend() == "cpu" else None
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, str) or int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive int, None or 'auto', got {chunk_size!r}")
+    return None if int(chunk_size) >= t else int(chunk_size)
+
+
+def stacked_vjp(vjp_fn: Callable[[jax.Array], Any], t: int, dtype: Any,
+                chunk_size: int | str | None) -> Any:
+    """``vjp_fn`` applied to the ``t`` one-hot cotangents, stacked on a leading task axis."""
+    eye = jnp.eye(t, dtype=dtype)
+    chunk = resolve_chunk(chunk_size, t)
+    if chunk is None:
+        return jax.vmap(vjp_fn)(eye)
+    return jax.lax.map(vjp_fn, eye, batch_size=chunk)
 
 
 def jacobian(loss_fn: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:

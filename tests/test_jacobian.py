@@ -63,3 +63,16 @@ def test_non_vector_loss_raises():
 def test_bad_mask_raises():
     with pytest.raises(ValueError, match="shared mask does not match"):
         jaxmtl.value_and_jacobian(losses, shared={"other": True})(W, X)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, "auto", 8])
+def test_chunk_sizes_agree(chunk):
+    _, ref = jaxmtl.value_and_jacobian(losses, chunk_size=None)(W, X)
+    _, got = jax.jit(jaxmtl.value_and_jacobian(losses, chunk_size=chunk))(W, X)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7), ref, got)
+
+
+@pytest.mark.parametrize("bad", [0, -2, "fast"])
+def test_bad_chunk_size_raises(bad):
+    with pytest.raises(ValueError, match="chunk_size must be"):
+        jaxmtl.value_and_jacobian(losses, chunk_size=bad)(W, X)
