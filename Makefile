@@ -36,5 +36,11 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -n 2 -m ''
 
+# Benchmarks, with torch CPU, TorchJD and LibMTL for the side-by-side section.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --no-deps LibMTL==1.1.5
+	$(BIN)/python -m jaxmtl.bench --out benchmarks/RESULTS.md
+
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -1,13 +1,31 @@
 """The benchmark runs end to end (smoke test; timings are never asserted)."""
 from __future__ import annotations
 
+import jax.numpy as jnp
+import pytest
+
 from jaxmtl import bench
+from jaxmtl.bench import common, torch_side
 
 
-def test_bench_writes_a_table(tmp_path, capsys):
+def test_bench_writes_every_section(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch_side, "run", lambda *a, **k: [])  # torch is optional: not in CI
     out = tmp_path / "bench.md"
-    assert bench.main(["--tasks", "2", "--methods", "upgrad", "sdmgrad", "--repeats", "1",
-                       "--out", str(out)]) == 0
+    assert bench.main(["--tasks", "2", "--jacobian-tasks", "2", "--solver-tasks", "3", "--methods",
+                       "upgrad", "sdmgrad", "--repeats", "1", "--no-lenet", "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| 2 | upgrad |" in text and "| 2 | sdmgrad | - |" in text
-    assert "step / mean-of-Jacobian step" in capsys.readouterr().out
+    assert "| MLP | 2 | upgrad |" in text and "| MLP | 2 | sdmgrad |" in text
+    assert "| 2 | shared-only, chunks of 8 | Jacobian |" in text
+    assert "| 3 | upgrad |" in text
+    assert "Skipped: torch or torchjd is not installed." in text
+    assert "Gramian path / Jacobian+mean" in capsys.readouterr().out
+
+
+def test_transfer_guard_catches_host_transfers():
+    host_constant = lambda x: x + jnp.asarray([1.0, 2.0]).sum()  # not jitted: moves data every call
+    with pytest.raises(Exception, match="[Dd]isallowed"):
+        common.median_time(host_constant, jnp.ones(2), repeats=1)
+
+
+def test_peak_bytes_counts_outputs():
+    assert common.peak_bytes(lambda x: jnp.tile(x, 1000), jnp.ones(250)) >= 4 * 250_000

@@ -1,0 +1,25 @@
+"""Benchmarks: every figure a ratio against a baseline run in the same process.
+
+    python -m jaxmtl.bench [--sections overhead jacobian solvers torch] [--tasks 2 10 40]
+                           [--repeats 10] [--out benchmarks/RESULTS.md] [--quick]
+
+Sections (each a module here):
+
+* ``overhead``: the jitted train step of every method / the EW step and / the
+  bare Jacobian+mean step, on the MLP (1296-512-512, T linear heads, batch 256)
+  for each ``--tasks`` and on the Multi-Fashion MultiLeNet (batch 256, T = 2);
+  the Gramian-only path beside it;
+* ``jacobian``: Jacobian time and XLA's peak-memory estimate versus T for the
+  full, shared-only and chunked modes, and the Gramian-only path;
+* ``solvers``: each weighting alone on fixed Gramians, T = 2 ... 128, against
+  the reference solvers (TorchJD's quadprog / cvxpy / Frank-Wolfe ones);
+* ``torch``: side by side with TorchJD and LibMTL on the same models (skipped
+  when torch is absent: ``pip install -e '.[bench]'``).
+
+Timings are medians of ``--repeats`` calls after a warm-up (compilation
+excluded). SDMGrad and MoDo get the main batch's Jacobian as their two extra
+batches, so their rows time the aggregation, not the two extra backward passes.
+"""
+from jaxmtl.bench.cli import main
+
+__all__ = ["main"]

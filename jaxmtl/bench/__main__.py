@@ -1,0 +1,3 @@
+from jaxmtl.bench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Command line of ``python -m jaxmtl.bench``: runs the sections, prints and writes Markdown."""
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+
+
+from jaxmtl.bench import jacobian_cost, overhead, solvers, torch_side
+from jaxmtl.bench.common import METHODS, lenet_problem, machine, mlp_problem
+
+SECTIONS = ("overhead", "jacobian", "solvers", "torch")
+TITLES = {"overhead": "Method overhead (full train step)",
+          "jacobian": "Jacobian cost and peak memory versus T (MLP)",
+          "solvers": "Weighting / solver time alone on fixed Gramians",
+          "torch": "Side by side with TorchJD and LibMTL (PyTorch, same machine and threads)"}
+
+
+def _torch_version() -> str:
+    try:
+        import torch
+        import importlib.metadata as md
+
+        return f"; torch {torch.__version__}, torchjd {md.version('torchjd')}"
+    except Exception:  # noqa: BLE001 - any failure means: not installed
+        return ""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="jaxmtl benchmarks (ratios in one process)")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--tasks", nargs="+", type=int, default=[2, 10, 40])
+    parser.add_argument("--jacobian-tasks", nargs="+", type=int, default=[2, 10, 40, 128])
+    parser.add_argument("--solver-tasks", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-lenet", action="store_true", help="skip the MultiLeNet problem")
+    parser.add_argument("--out", default=None, help="write the Markdown report here")
+    args = parser.parse_args(argv)
+
+    text = [f"# jaxmtl benchmarks\n\n{datetime.date.today()}: {machine()}{_torch_version()}.\n"
+            f"Median of {args.repeats} jitted calls after a warm-up; ratios are against baselines "
+            "timed in the same process.\n"]
+    for section in args.sections:
+        print(f"== {TITLES[section]}", flush=True)
+        log = lambda line: print(line, flush=True)
+        if section == "overhead":
+            problems = [("MLP", t, mlp_problem(t)) for t in args.tasks]
+            if not args.no_lenet:
+                problems.append(("MultiLeNet", 2, lenet_problem(2)))
+            table = overhead.markdown(overhead.run(problems, args.methods, args.repeats, log))
+        elif section == "jacobian":
+            table = jacobian_cost.markdown(jacobian_cost.run(args.jacobian_tasks, args.repeats, log))
+        elif section == "solvers":
+            table = solvers.markdown(solvers.run(args.solver_tasks, args.methods, args.repeats, log))
+        else:
+            problems = [("MLP", "mlp", t, mlp_problem(t)) for t in args.tasks]
+            if not args.no_lenet:
+                problems.append(("MultiLeNet", "lenet", 2, lenet_problem(2)))
+            rows = torch_side.run(problems, args.repeats, log)
+            table = torch_side.markdown(rows) if rows else "Skipped: torch or torchjd is not installed."
+        text.append(f"## {TITLES[section]}\n\n{table}\n")
+    report = "\n".join(text)
+    print(report)
+    if args.out:
+        from jaxmtl.training.results import atomic_write
+
+        atomic_write(Path(args.out), report)
+    return 0
