@@ -90,8 +90,8 @@ def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     Keeps ``G`` finite and non-zero for gradients from 1e-30 to 1e30 in float32
     and bfloat16. The products are first formed on the raw gradients (one
     matrix product per leaf, no pass over the Jacobian besides it); only when
-    the largest diagonal entry of that raw Gramian is not finite or below 1e-24
-    (squares that overflowed or underflowed) are the gradients divided by their
+    the largest diagonal entry of that raw Gramian is outside [1e-24, 1e30]
+    (squares that overflowed or underflowed, or a reciprocal XLA would flush to 0) are the gradients divided by their
     largest absolute entry first and the Gramian formed again, chosen at run
     time with ``lax.cond``. A reduction over the whole Jacobian is thus paid only
     for degenerate scales.
@@ -99,7 +99,7 @@ def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     leaves = jax.tree.leaves(task_grads)
     raw = sum(_leaf_gram(x, None) for x in leaves)
     peak = jnp.max(jnp.diag(raw))
-    safe = jnp.isfinite(peak) & (peak >= 1e-24)
+    safe = jnp.isfinite(peak) & (peak >= 1e-24) & (peak <= 1e30)  # 1/peak stays a normal float
 
     def rescaled():
         s0 = max_abs(task_grads)
