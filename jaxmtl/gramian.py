@@ -91,10 +91,10 @@ def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     and bfloat16. The products are first formed on the raw gradients (one
     matrix product per leaf, no pass over the Jacobian besides it); only when
     the largest diagonal entry of that raw Gramian is outside [1e-24, 1e30]
-    (squares that overflowed or underflowed, or a reciprocal XLA would flush to 0) are the gradients divided by their
-    largest absolute entry first and the Gramian formed again, chosen at run
-    time with ``lax.cond``. A reduction over the whole Jacobian is thus paid only
-    for degenerate scales.
+    (squares that overflowed or underflowed, or a reciprocal that XLA would
+    flush to 0) are the gradients divided by their largest absolute entry first
+    and the Gramian formed again, chosen at run time with ``lax.cond``. A
+    reduction over the whole Jacobian is thus paid only for degenerate scales.
     """
     leaves = jax.tree.leaves(task_grads)
     raw = sum(_leaf_gram(x, None) for x in leaves)
@@ -104,14 +104,19 @@ def scaled_gramian(task_grads: Any) -> tuple[jax.Array, jax.Array]:
     def rescaled():
         s0 = max_abs(task_grads)
         s0 = jnp.where(jnp.isfinite(s0) & (s0 > 0), s0, 1.0)
-        g = sum(_leaf_gram(x, s0) for x in leaves)
-        top = jnp.max(jnp.diag(g))
-        ok = jnp.isfinite(top) & (top > 0)
-        return jnp.where(ok, g / jnp.where(ok, top, 1.0), 0.0), s0 * jnp.sqrt(jnp.where(ok, top, 1.0))
+        g, s = _by_peak(sum(_leaf_gram(x, s0) for x in leaves))
+        return g, s0 * s
 
-    g, s = jax.lax.cond(safe, lambda: (raw / jnp.where(safe, peak, 1.0), jnp.sqrt(jnp.where(safe, peak, 1.0))),
-                        rescaled)
+    g, s = jax.lax.cond(safe, lambda: _by_peak(raw), rescaled)
     return 0.5 * (g + g.T), s
+
+
+def _by_peak(g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(G / peak, sqrt(peak))`` with ``peak`` the largest diagonal entry (``(0, 1)`` if none)."""
+    top = jnp.max(jnp.diag(g))
+    ok = jnp.isfinite(top) & (top > 0)
+    top = jnp.where(ok, top, 1.0)
+    return jnp.where(ok, g / top, 0.0), jnp.sqrt(top)
 
 
 def scale_gramian(g: jax.Array, t: int) -> tuple[jax.Array, jax.Array]:

@@ -35,7 +35,7 @@ def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
         ``None`` on accelerators.
 
     The function is pure and jit-compatible: one forward pass via ``jax.vjp`` and
-    the backward passes batched by ``jax.vmap`` over one-hot cotangents.
+    the backward passes over the one-hot cotangents, batched as ``chunk_size`` says.
     """
 
     @functools.wraps(loss_fn)

@@ -33,6 +33,10 @@ def references():
     def weighting(module):
         return lambda g: module(torch.from_numpy(g)).numpy()
 
+    def nash_mtl():
+        agg.NashMTL(n_tasks=2)  # raises ImportError when cvxpy/ecos are missing
+        return nash
+
     def nash(g):  # an Aggregator on a matrix: feed a square root of the Gramian
         t = g.shape[0]
         root = np.linalg.cholesky(g + 1e-6 * np.trace(g) / t * np.eye(t))
@@ -44,7 +48,7 @@ def references():
                                    ("upgrad", lambda: weighting(agg.UPGradWeighting()), True),
                                    ("dualproj", lambda: weighting(agg.DualProjWeighting()), True),
                                    ("cagrad", lambda: weighting(agg.CAGradWeighting(c=0.4)), True),
-                                   ("nash_mtl", lambda: (agg.NashMTL(n_tasks=2), nash)[1], False)):
+                                   ("nash_mtl", nash_mtl, False)):
         try:
             out[name] = (make(), comparable)
         except ImportError:  # the solver package of that extra (quadprog, cvxpy, ecos) is missing
