@@ -31,10 +31,10 @@ main: install data
 	$(BIN)/python -m experiments.compare_methods --preset $(PRESET)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-all: install
-	$(BIN)/python -m pytest -q -n 2 -m ''
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m ''
 
 # Benchmarks, with torch CPU, TorchJD and LibMTL for the side-by-side section.
 bench: install

@@ -1,9 +1,13 @@
 """Shared pieces of the experiment modules: registries, one training run, reports."""
 from __future__ import annotations
 
+import argparse
 import hashlib
+import io
 import json
+import sys
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -11,12 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from tqdm import tqdm
 
 import jaxmtl
 from jaxmtl.data import MultiFashion, batches
 from jaxmtl.models import MultiLeNet, shared_mask, task_of
 from jaxmtl.partition import recorded_weights
-from jaxmtl.training import evaluate, make_eval_step, make_train_step
+from jaxmtl.training import ResultStore, atomic_write, delta_m, evaluate, make_eval_step, make_train_step
 
 _BY_FACTORY = ["mgda", "pcgrad", "upgrad", "dualproj", "imtl_g", "aligned_mtl", "config", "cagrad",
                "nash_mtl", "fairgrad", "graddrop", "gradvac", "moco", "db_mtl", "excess_mtl",
@@ -52,10 +57,14 @@ class RunSpec:
     batch_size: int
     data: dict = field(default_factory=dict)
     stl_task: int | None = None
+    weight_decay: float = 0.0
 
     @property
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if not self.weight_decay:  # keys of runs without weight decay predate the field
+            del fields["weight_decay"]
+        blob = json.dumps(fields, sort_keys=True)
         return f"{self.label}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
     @property
@@ -64,12 +73,20 @@ class RunSpec:
         return f"{name}/{self.optimizer}/lr{self.lr:g}/s{self.seed}"
 
 
-def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, Any]:
+def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
+              on_epoch=None) -> dict[str, Any]:
     """Trains one run, evaluating on validation and test after every epoch.
 
     Returns a JSON-serialisable record: the spec, per-epoch train losses and
     per-task val/test loss and accuracy, the median step time (compilation
     excluded) and the mean task weights of each epoch when the method records them.
+    A run whose training loss stops being finite ends there, with ``"diverged"``
+    set to the epoch (1-based) in which it happened and only the finite epochs
+    kept; otherwise ``"diverged"`` is ``None``.
+
+    Hooks: ``on_step(step, params, batch, rng)`` after every step (``step``
+    counts from 0, ``params`` are the ones the step started from) and
+    ``on_epoch(epoch_record, params)`` after every evaluation.
     """
     num_tasks = len(data.tasks)
     model = MultiLeNet(num_tasks=num_tasks, num_classes=data.num_classes)
@@ -82,16 +99,18 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
     else:
         tasks, method, t, owners = (spec.stl_task,), jaxmtl.linear(num_tasks=1), 1, None
     tx = jaxmtl.make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
-                               task_of=owners)
+                               task_of=owners, weight_decay=spec.weight_decay)
     opt_state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)
     eval_step = make_eval_step(model.apply)
     rng = np.random.default_rng(spec.seed)
-    epochs, step_times = [], []
+    epochs, step_times, diverged, count = [], [], None, 0
     for epoch in range(spec.epochs):
         losses, weights = [], []
         for batch in batches(data.train, spec.batch_size, rng):
             key, sub = jax.random.split(key)
+            if on_step is not None:
+                on_step(count, params, batch, sub)
             start = time.perf_counter()
             params, opt_state, loss = step(params, opt_state, batch, sub)
             loss = jax.block_until_ready(loss)
@@ -100,19 +119,78 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None) -> dict[str, 
             w = recorded_weights(opt_state)
             if w is not None:
                 weights.append(np.asarray(w))
+            count += 1
             if progress is not None:
                 progress.update(1)
-        if not np.all(np.isfinite(losses)):
-            raise FloatingPointError(f"{spec.label}: non-finite training loss in epoch {epoch}")
+        if not np.all(np.isfinite(losses)) or not all(
+                np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(params)):
+            diverged = epoch + 1
+            if progress is not None:  # the steps this run will not take
+                progress.update((spec.epochs - epoch - 1) * (len(data.train) // spec.batch_size))
+            break
         record = {"epoch": epoch + 1, "train_loss": np.mean(losses, axis=0).tolist(),
                   "val": evaluate(eval_step, params, batches(data.val, 512, drop_last=False)),
                   "test": evaluate(eval_step, params, batches(data.test, 512, drop_last=False))}
         if weights:
             record["weights"] = np.mean(weights, axis=0).tolist()
         epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record, params)
     return {"key": spec.key, "label": spec.label, "spec": asdict(spec), "tasks": list(data.tasks),
-            "epochs": epochs, "step_time_s": float(np.median(step_times[1:] or step_times)),
-            "backend": jax.default_backend()}
+            "epochs": epochs, "diverged": diverged, "backend": jax.default_backend(),
+            "step_time_s": float(np.median(step_times[1:] or step_times)) if step_times else None}
+
+
+HIGHER = {"accuracy": True}
+"""Direction of the Multi-Fashion metric."""
+
+
+def as_metrics(split: dict, tasks: list[str]) -> dict:
+    """``{"accuracy": [...]}`` of an evaluation as ``{task: {"accuracy": a}}``."""
+    return {t: {"accuracy": a} for t, a in zip(tasks, split["accuracy"])}
+
+
+def epoch_score(epoch: dict, stl_task: int | None, tasks: list[str], baselines_val: dict | None) -> float:
+    """Validation score of one evaluation, lower is better: a single-task run's
+    negated validation accuracy of its task, a multi-task run's validation
+    delta-m against ``baselines_val``."""
+    if stl_task is not None:
+        return -epoch["val"]["accuracy"][stl_task]
+    return delta_m(as_metrics(epoch["val"], tasks), baselines_val, HIGHER)
+
+
+def select_epoch(record: dict, baselines_val: dict | None) -> dict | None:
+    """The epoch chosen on validation (early stopping, :func:`epoch_score`).
+    ``None`` when the run has no finite epoch."""
+    if not record["epochs"]:
+        return None
+    return min(record["epochs"], key=lambda e: epoch_score(e, record["spec"]["stl_task"], record["tasks"],
+                                                           baselines_val))
+
+
+def stl_baselines(records: list[dict]) -> tuple[dict, dict]:
+    """Single-task references per seed: ``(val, test)``, each ``{seed: {task: {"accuracy": a}}}``.
+
+    For every task and seed, the single-task run (any optimiser and learning rate)
+    with the best validation accuracy at its selected epoch gives both the
+    validation and the test reference; a seed without its own single-task run
+    uses the best over all seeds. Raises ``ValueError`` when a task has no finite
+    single-task run.
+    """
+    stl = [r for r in records if r["spec"]["stl_task"] is not None and r["epochs"]]
+    tasks = records[0]["tasks"]
+    base_val, base_test = {}, {}
+    for seed in sorted({r["spec"]["seed"] for r in records}):
+        base_val[seed], base_test[seed] = {}, {}
+        for t, task in enumerate(tasks):
+            runs = [r for r in stl if r["spec"]["stl_task"] == t and r["spec"]["seed"] == seed] or \
+                   [r for r in stl if r["spec"]["stl_task"] == t]
+            if not runs:
+                raise ValueError(f"no finite single-task run for task {task!r}")
+            best = max((select_epoch(r, None) for r in runs), key=lambda e: e["val"]["accuracy"][t])
+            base_val[seed][task] = {"accuracy": best["val"]["accuracy"][t]}
+            base_test[seed][task] = {"accuracy": best["test"]["accuracy"][t]}
+    return base_val, base_test
 
 
 def steps_per_run(spec: RunSpec, data: MultiFashion) -> int:
@@ -131,3 +209,64 @@ def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
     if len(values) == 1:
         return fmt.format(values[0])
     return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
+
+
+def study_parser(doc: str, name: str, presets: dict, *, data: bool = True) -> argparse.ArgumentParser:
+    """The arguments every study shares: ``--preset``, ``--out`` and, for studies on
+    Multi-Fashion, ``--dataset`` and ``--data-dir``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(presets), default="quick")
+    parser.add_argument("--out", default=None, help=f"output directory (default results/{name}/<preset>)")
+    if data:
+        parser.add_argument("--dataset", choices=["multi_fashion"], default="multi_fashion")
+        parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX files")
+    return parser
+
+
+def open_store(out: Path) -> ResultStore:
+    """The study's ``results.jsonl`` in ``out``, warning about unreadable lines."""
+    store = ResultStore(out / "results.jsonl")
+    if store.skipped_lines:
+        print(f"warning: skipped {store.skipped_lines} unreadable line(s) in {store.path}", file=sys.stderr)
+    return store
+
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_summary(out: Path, text: str, png: bytes | None, started: float) -> None:
+    """Writes ``summary.md`` (and ``summary.png``) atomically and prints the summary."""
+    atomic_write(out / "summary.md", text)
+    if png is not None:
+        atomic_write(out / "summary.png", png)
+    print(text)
+    print(f"wrote {out / 'results.jsonl'}, {out / 'summary.md'}"
+          f"{', ' + str(out / 'summary.png') if png is not None else ''} ({time.time() - started:.0f} s)")
+
+
+def with_overrides(preset: dict, args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """A copy of ``preset`` with the command-line values of ``names`` that were given."""
+    cfg = dict(preset)
+    cfg.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return cfg
+
+
+def run_grid(specs: list[RunSpec], data: MultiFashion, store: ResultStore) -> list[dict]:
+    """Trains the runs of ``specs`` that ``store`` lacks, with one progress bar, and
+    returns the records of all of ``specs``."""
+    todo = [s for s in specs if s.key not in store]
+    print(f"{len(specs)} runs, {len(specs) - len(todo)} already done in {store.path}; "
+          f"data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases")
+    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
+        for spec in todo:
+            bar.set_description(spec.label)
+            store.add(train_run(spec, data, progress=bar))
+    return [store.get(s.key) for s in specs]

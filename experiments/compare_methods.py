@@ -16,8 +16,6 @@ runs), ``summary.md`` and ``summary.png`` into ``--out``.
 """
 from __future__ import annotations
 
-import argparse
-import io
 import sys
 import time
 from pathlib import Path
@@ -27,12 +25,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from experiments.common import (METHODS, OPTIMIZERS, RunSpec, markdown_table, mean_std,  # noqa: E402
-                                steps_per_run, train_run)
+from experiments.common import (HIGHER, METHODS, OPTIMIZERS, RunSpec, as_metrics, markdown_table,  # noqa: E402
+                                mean_std, open_store, png_bytes, run_grid, select_epoch, stl_baselines,
+                                study_parser, with_overrides, write_summary)
 from jaxmtl.data import make_multi_fashion  # noqa: E402
-from jaxmtl.training import ResultStore, atomic_write, delta_m  # noqa: E402
+from jaxmtl.training import delta_m  # noqa: E402
 
 DEFAULT_METHODS = ["ew", "mean", "mgda", "pcgrad", "upgrad"]
 DEFAULT_OPTIMIZERS = ["adam", "sgd_momentum"]
@@ -45,8 +43,7 @@ PRESETS = {
                   methods=DEFAULT_METHODS, optimizers=DEFAULT_OPTIMIZERS),
 }
 LEARNING_RATES = {"adam": 1e-3, "sgd_momentum": 1e-2, "signsgd_momentum": 1e-3, "adatask": 1e-3,
-                  "mtl_io": 1e-3}
-HIGHER = {"accuracy": True}
+                  "mtl_io": 1e-3, "mtl_io_sgd_momentum": 1e-2, "mtl_io_signsgd_momentum": 1e-3}
 
 
 def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
@@ -61,19 +58,6 @@ def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
     return specs
 
 
-def select_epoch(record: dict, baselines_val: dict | None) -> dict:
-    """The epoch with the best validation score (see the module docstring)."""
-    t = record["spec"]["stl_task"]
-    if t is not None:
-        return max(record["epochs"], key=lambda e: e["val"]["accuracy"][t])
-    return min(record["epochs"], key=lambda e: delta_m(
-        _as_metrics(e["val"], record["tasks"]), baselines_val, HIGHER))
-
-
-def _as_metrics(split: dict, tasks: list[str]) -> dict:
-    return {t: {"accuracy": a} for t, a in zip(tasks, split["accuracy"])}
-
-
 def summarize(records: list[dict]) -> tuple[str, list[dict]]:
     """Markdown summary and one row dict per (method, optimizer) with per-seed values."""
     stl = [r for r in records if r["spec"]["stl_task"] is not None]
@@ -81,17 +65,11 @@ def summarize(records: list[dict]) -> tuple[str, list[dict]]:
     if not stl or not mtl:
         return "(no complete STL + MTL results yet)", []
     tasks = records[0]["tasks"]
-    base_val, base_test = {}, {}
-    for seed in sorted({r["spec"]["seed"] for r in records}):
-        base_val[seed], base_test[seed] = {}, {}
-        for t, task in enumerate(tasks):
-            runs = [r for r in stl if r["spec"]["stl_task"] == t and r["spec"]["seed"] == seed] or \
-                   [r for r in stl if r["spec"]["stl_task"] == t]
-            best = max((select_epoch(r, None) for r in runs), key=lambda e: e["val"]["accuracy"][t])
-            base_val[seed][task] = {"accuracy": best["val"]["accuracy"][t]}
-            base_test[seed][task] = {"accuracy": best["test"]["accuracy"][t]}
+    base_val, base_test = stl_baselines(records)
     groups: dict[tuple, dict] = {}
     for r in records:
+        if not r["epochs"]:  # diverged in its first epoch: nothing to select
+            continue
         s = r["spec"]
         name = s["method"] if s["stl_task"] is None else f"stl ({tasks[s['stl_task']]})"
         g = groups.setdefault((name, s["optimizer"]), {"method": name, "optimizer": s["optimizer"],
@@ -106,7 +84,7 @@ def summarize(records: list[dict]) -> tuple[str, list[dict]]:
         best = select_epoch(r, base_val[s["seed"]])
         for t in range(len(tasks)):
             g["acc"][t].append(100 * best["test"]["accuracy"][t])
-        test = _as_metrics(best["test"], tasks)
+        test = as_metrics(best["test"], tasks)
         g["dm_metric"].append(delta_m(test, base_test[s["seed"]], HIGHER, "metric"))
         g["dm_task"].append(delta_m(test, base_test[s["seed"]], HIGHER, "task"))
     rows = []
@@ -151,52 +129,28 @@ def plot(groups: list[dict]) -> bytes:
     ax2.set_title("Validation accuracy (mean over tasks)")
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    parser.add_argument("--out", default=None, help="output directory (default results/compare_methods/<preset>)")
-    parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX files")
+    parser = study_parser(__doc__, "compare_methods", PRESETS)
     parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None)
     parser.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS), default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args(argv)
-    cfg = dict(PRESETS[args.preset])
-    for name in ("methods", "optimizers", "seeds", "epochs"):
-        if getattr(args, name) is not None:
-            cfg[name] = getattr(args, name)
+    cfg = with_overrides(PRESETS[args.preset], args, ("methods", "optimizers", "seeds", "epochs"))
     out = Path(args.out or f"results/compare_methods/{args.preset}")
-    store = ResultStore(out / "results.jsonl")
-    if store.skipped_lines:
-        print(f"warning: skipped {store.skipped_lines} unreadable line(s) in {store.path}", file=sys.stderr)
+    store = open_store(out)
     t0 = time.time()
     data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
     specs = build_specs(cfg, data_seed=0)
-    todo = [s for s in specs if s.key not in store]
-    print(f"{len(specs)} runs, {len(specs) - len(todo)} already done in {store.path}; "
-          f"data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases")
-    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
-        for spec in todo:
-            bar.set_description(spec.label)
-            store.add(train_run(spec, data, progress=bar))
-    keys = {s.key for s in specs}
-    table, groups = summarize([r for r in store if r["key"] in keys])
+    records = run_grid(specs, data, store)
+    table, groups = summarize(records)
     header = (f"# MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, "
               f"learning rates {LEARNING_RATES}, MultiLeNet.\n\n")
-    atomic_write(out / "summary.md", header + table)
-    if groups:
-        atomic_write(out / "summary.png", plot(groups))
-    print(table)
-    print(f"wrote {out / 'results.jsonl'}, {out / 'summary.md'}, {out / 'summary.png'} "
-          f"({time.time() - t0:.0f} s)")
+    write_summary(out, header + table, plot(groups) if groups else None, t0)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -46,7 +47,7 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
 
     def init(params):
         del params
-        weights = None if num_tasks is None else jnp.full((num_tasks,), 1.0 / num_tasks)
+        weights = None if num_tasks is None else jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
         return MethodState(init_inner(), weights)
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
@@ -66,10 +67,18 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
         w, inner = weight_fn(g, state.inner, t=t, scale=scale, losses=losses, extra=extra,
                              grads=task_grads)
         w = jnp.asarray(w, jnp.float32)
+        # the state keeps its dtypes (with jax_enable_x64 a float32 state would otherwise
+        # come back float64 and break lax.scan and jit caches)
+        inner = jax.tree.map(_keep_dtype, inner, state.inner)
         recorded = None if num_tasks is None else w
         return combine(w, task_grads), MethodState(inner, recorded)
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _keep_dtype(new, old):
+    new = jnp.asarray(new)
+    return new.astype(old.dtype) if jnp.issubdtype(old.dtype, jnp.floating) else new
 
 
 def stateless(weighting: Callable[[Any], Any]) -> WeightFn:

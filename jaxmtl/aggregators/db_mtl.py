@@ -30,7 +30,7 @@ def db_mtl(beta: float = 0.9, beta_sigma: float = 0.5, *,
 
     def init(params):
         inner = {"m": stacked_zeros(params, t), "step": jnp.zeros((), jnp.int32)}
-        return MethodState(inner, jnp.ones((t,)))
+        return MethodState(inner, jnp.ones((t,), jnp.float32))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         check_inputs("db_mtl", state.inner["m"], task_grads, t, params=params, losses=losses,

@@ -27,8 +27,8 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
     t = require_num_tasks(num_tasks, "excess_mtl", "its state accumulates squared gradients per task")
 
     def init(params):
-        inner = {"h": stacked_zeros(params, t), "r0": jnp.ones((t,)), "started": jnp.array(False)}
-        return MethodState(inner, jnp.ones((t,)))
+        inner = {"h": stacked_zeros(params, t), "r0": jnp.ones((t,), jnp.float32), "started": jnp.array(False)}
+        return MethodState(inner, jnp.ones((t,), jnp.float32))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         check_inputs("excess_mtl", state.inner["h"], task_grads, t, params=params, losses=losses,

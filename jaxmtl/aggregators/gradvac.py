@@ -63,7 +63,7 @@ def gradvac(beta: float = 0.5, *, seed: int = 0,
         raise ValueError(f"beta must be in [0, 1], got {beta}")
 
     def init_inner():
-        return {"targets": jnp.zeros((t, t)), "key": jax.random.PRNGKey(seed)}
+        return {"targets": jnp.zeros((t, t), jnp.float32), "key": jax.random.PRNGKey(seed)}
 
     def weight_fn(g, inner, **_):
         key, sub = jax.random.split(inner["key"])

@@ -32,7 +32,7 @@ def moco(beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_s
 
     def init(params):
         inner = {"y": stacked_zeros(params, t), "step": jnp.zeros((), jnp.int32)}
-        return MethodState(inner, jnp.full((t,), 1.0 / t))
+        return MethodState(inner, jnp.full((t,), 1.0 / t, jnp.float32))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         check_inputs("moco", state.inner["y"], task_grads, t, params=params, losses=losses,

@@ -32,14 +32,15 @@ def modo(gamma: float = 1e-3, rho: float = 0.1, *,
 
     def init(params):
         del params
-        return MethodState((), jnp.full((t,), 1.0 / t))
+        return MethodState((), jnp.full((t,), 1.0 / t, jnp.float32))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         _num_tasks(task_grads, params=params, losses=losses, expected=t)
         m, s = extra_cross_gramian(extra, task_grads, t, "modo")
+        m = m.astype(jnp.float32)  # the weights stay float32 whatever the gradient dtype
         lam = state.weights
         grad = jnp.clip((m @ lam) * s**2 + rho * lam, -1e30, 1e30)
-        lam = optax.projections.projection_simplex(lam - gamma * grad)
+        lam = optax.projections.projection_simplex(lam - gamma * grad).astype(jnp.float32)
         return combine(lam, task_grads), MethodState((), lam)
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -32,11 +32,12 @@ def sdmgrad(lamda: float = 0.3, niter: int = 20, *, lr: float = 5.0, momentum: f
 
     def init(params):
         del params
-        return MethodState((), jnp.full((t,), 1.0 / t))
+        return MethodState((), jnp.full((t,), 1.0 / t, jnp.float32))
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
         _num_tasks(task_grads, params=params, losses=losses, expected=t)
         m, s = extra_cross_gramian(extra, task_grads, t, "sdmgrad")
+        m = m.astype(jnp.float32)  # the weights stay float32 whatever the gradient dtype
         scale2 = jnp.mean(jnp.sqrt(jnp.maximum(jnp.diag(m), 0.0))) ** 2
         m = m / jnp.where(scale2 > 0, scale2, 1.0)
         pull = lamda * jnp.mean(m, axis=1)
@@ -44,9 +45,9 @@ def sdmgrad(lamda: float = 0.3, niter: int = 20, *, lr: float = 5.0, momentum: f
         def sgd(carry, _):
             w, buf = carry
             buf = momentum * buf + (m @ w + pull)
-            return (optax.projections.projection_simplex(w - lr * buf), buf), None
+            return (optax.projections.projection_simplex(w - lr * buf).astype(w.dtype), buf), None
 
-        (w, _), _ = jax.lax.scan(sgd, (state.weights, jnp.zeros((t,))), None, length=niter)
+        (w, _), _ = jax.lax.scan(sgd, (state.weights, jnp.zeros((t,), jnp.float32)), None, length=niter)
         weights = (w + lamda / t) / (1.0 + lamda)
         return combine(weights, task_grads), MethodState((), w)
 

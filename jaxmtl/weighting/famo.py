@@ -39,14 +39,14 @@ def famo(gamma: float = 1e-3, lr: float = 0.025, *, min_losses: Sequence[float] 
     """FAMO as an optax transformation (see the module docstring)."""
     t = require_num_tasks(num_tasks, "famo", "its state holds the task logits")
     opt = optax.chain(optax.add_decayed_weights(gamma), optax.adam(lr))
-    m = jnp.zeros((t,)) if min_losses is None else jnp.asarray(min_losses, jnp.float32)
+    m = jnp.zeros((t,), jnp.float32) if min_losses is None else jnp.asarray(min_losses, jnp.float32)
 
     def gap(losses):
         return jnp.maximum(losses - m, 1e-8)
 
     def init_inner():
         xi = jnp.zeros((t,), jnp.float32)
-        return {"logits": xi, "opt": opt.init(xi), "previous": jnp.ones((t,)), "started": jnp.array(False)}
+        return {"logits": xi, "opt": opt.init(xi), "previous": jnp.ones((t,), jnp.float32), "started": jnp.array(False)}
 
     def weight_fn(g, inner, *, losses, extra, **_):
         after = extra.get("prev_batch_losses")

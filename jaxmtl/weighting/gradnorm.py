@@ -36,7 +36,7 @@ def gradnorm(alpha: float = 1.5, lr: float = 1e-3, *, layer: Mask = None,
 
     def init_inner():
         xi = jnp.zeros((t,), jnp.float32)
-        return {"logits": xi, "opt": opt.init(xi), "initial": jnp.ones((t,)), "started": jnp.array(False)}
+        return {"logits": xi, "opt": opt.init(xi), "initial": jnp.ones((t,), jnp.float32), "started": jnp.array(False)}
 
     def weight_fn(g, inner, *, losses, grads, **_):
         if layer is None:
