@@ -165,7 +165,9 @@ def summarize(records: dict[tuple, dict]) -> str:
     return ("## Relative parameter difference, scaled vs unscaled losses\n\n" + table1 +
             f"\n\n`max |p_scaled - p| / max |p|` over the heads or the backbone between the training with "
             f"the task losses scaled by {LOSS_SCALES} and the one without, after the first / the last "
-            "epoch. ~1e-7 is float32 rounding (1e-16 float64). The L1 loss's kinks can turn a rounding difference into "
+            "epoch. ~1e-7 is float32 rounding (also with --x64: jaxmtl computes task weights and losses in "
+            "float32, and Adam's eps matters on the coordinates with the smallest gradients). The L1 "
+            "loss's kinks can turn a rounding difference into "
             "a step of the size of the learning rate (one residual changes sign), so long trainings of "
             "an invariant configuration may end ~1e-3 apart; the per-epoch curves are in the plot.\n\n"
             "## Loss weightings against EW, Adam, heads only\n\n" + table2 +
