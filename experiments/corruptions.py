@@ -108,7 +108,11 @@ def fine_tune_and_test(spec: RunSpec, params, data, test_sets: dict, ft_epochs: 
             bar.update(1)
     eval_step = make_eval_step(model.apply)
     own = list(range(num_tasks)) if tasks is None else list(tasks)
-    acc = lambda split: [evaluate(eval_step, params, batches(split, 512, drop_last=False))["accuracy"][k] for k in own]
+
+    def acc(split):  # one evaluation per test set, whatever the number of tasks scored
+        accuracy = evaluate(eval_step, params, batches(split, 512, drop_last=False))["accuracy"]
+        return [accuracy[k] for k in own]
+
     return {"tasks_scored": own, "clean": acc(data.test),
             "corrupted": {name: [acc(test_sets[(name, s)]) for s in SEVERITIES] for name in CORRUPTIONS}}
 
