@@ -11,7 +11,7 @@ PRESET ?= quick
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[experiments,test]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -38,9 +38,9 @@ test-all: install
 
 # Benchmarks, with torch CPU, TorchJD and LibMTL for the side-by-side section.
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[experiments,test,bench]'
 	$(BIN)/python -m pip install --quiet --no-deps LibMTL==1.1.5
-	$(BIN)/python -m jaxmtl.bench --out benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .hypothesis

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,31 +18,29 @@ import optax
 from tqdm import tqdm
 
 import jaxmtl
+from experiments.optimizers import OPTIMIZERS, make_optimizer
+from jaxmtl import registry
 from jaxmtl.data import MultiFashion, batches
+from jaxmtl.method import recorded_weights
 from jaxmtl.models import MultiLeNet, shared_mask, task_of
-from jaxmtl.partition import recorded_weights
 from jaxmtl.training import ResultStore, atomic_write, delta_m, evaluate, make_eval_step, make_train_step
 
-_BY_FACTORY = ["mgda", "pcgrad", "upgrad", "dualproj", "imtl_g", "aligned_mtl", "config", "cagrad",
-               "nash_mtl", "fairgrad", "graddrop", "gradvac", "moco", "db_mtl", "excess_mtl",
-               "uncertainty", "uw_optimal", "uw_so", "dwa", "rlw", "gradnorm", "famo", "imtl_l",
-               "geometric_mean", "stch", "scale_invariant"]
-METHODS: dict[str, Callable[[int], optax.GradientTransformation]] = {
-    "ew": lambda t: jaxmtl.linear(num_tasks=t),
-    "mean": lambda t: jaxmtl.linear(reduction="mean", num_tasks=t),
-    "rlw_dirichlet": lambda t: jaxmtl.rlw("dirichlet", num_tasks=t),
-    **{name: (lambda t, f=getattr(jaxmtl, name): f(num_tasks=t)) for name in _BY_FACTORY},
-}
-"""MTL methods by name (every jaxmtl method but SDMGrad and MoDo, which need two extra
-batches per step); each factory takes the number of tasks."""
+METHODS = [m.name for m in registry.entries() if not m.extra_batches]
+"""The registry's methods a study can train by name (all but SDMGrad and MoDo, which need two
+extra batches per step)."""
 
-LOSS_WEIGHTINGS = {"ew", "mean", "rlw", "rlw_dirichlet", "uncertainty", "uw_optimal", "uw_so", "dwa",
-                   "gradnorm", "famo", "imtl_l", "geometric_mean", "stch", "scale_invariant"}
-"""Methods that minimise ``sum_t w_t L_t``: their heads are weighted too (``task_of``); gradient
-aggregators give the heads their plain gradient, as LibMTL does."""
 
-OPTIMIZERS = jaxmtl.optim.OPTIMIZERS
-"""Optimiser names accepted by :func:`jaxmtl.make_optimizer`."""
+def build_method(name: str, num_tasks: int, seed: int = 0) -> optax.GradientTransformation:
+    """The registry's method ``name`` for ``num_tasks`` tasks; random methods are seeded with
+    the run's ``seed`` (so seeds of a study draw different weights and orders)."""
+    info = registry.get(name)
+    return info.build(num_tasks, seed=seed) if info.random else info.build(num_tasks)
+
+
+def weights_heads(name: str) -> bool:
+    """Loss weightings minimise ``sum_t w_t L_t``: their heads are weighted too (``task_of``);
+    gradient aggregators give the heads their plain gradient, as LibMTL does."""
+    return registry.get(name).kind == "loss"
 
 
 @dataclass(frozen=True)
@@ -94,11 +92,11 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
     init_key, key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, *data.train.images.shape[1:]), jnp.float32))["params"]
     if spec.stl_task is None:
-        owners = task_of if spec.method in LOSS_WEIGHTINGS else None
-        tasks, method, t = None, METHODS[spec.method](num_tasks), num_tasks
+        owners = task_of if weights_heads(spec.method) else None
+        tasks, method, t = None, build_method(spec.method, num_tasks, spec.seed), num_tasks
     else:
         tasks, method, t, owners = (spec.stl_task,), jaxmtl.linear(num_tasks=1), 1, None
-    tx = jaxmtl.make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
+    tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
                                task_of=owners, weight_decay=spec.weight_decay)
     opt_state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)

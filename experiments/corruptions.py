@@ -43,6 +43,7 @@ from experiments.common import (RunSpec, epoch_score, markdown_table, open_store
                                 stl_baselines, steps_per_run, study_parser, train_run,
                                 write_summary)
 from experiments.optimizer_study import best_ew, best_stl  # noqa: E402
+from experiments.optimizers import make_optimizer  # noqa: E402
 from jaxmtl.analysis import corruption_delta  # noqa: E402
 from jaxmtl.data import CORRUPTIONS, SEVERITIES, Split, batches, corrupt, corrupt_random, make_multi_fashion  # noqa: E402
 from jaxmtl.models import MultiLeNet, shared_mask  # noqa: E402
@@ -94,7 +95,7 @@ def fine_tune_and_test(spec: RunSpec, params, data, test_sets: dict, ft_epochs: 
     model = MultiLeNet(num_tasks=num_tasks, num_classes=data.num_classes)
     tasks = None if spec.stl_task is None else (spec.stl_task,)
     t = num_tasks if tasks is None else 1
-    tx = optax.chain(jaxmtl.make_optimizer(spec.optimizer, spec.lr, jaxmtl.linear(num_tasks=t), num_tasks=t,
+    tx = optax.chain(make_optimizer(spec.optimizer, spec.lr, jaxmtl.linear(num_tasks=t), num_tasks=t,
                                            shared=shared_mask),
                      optax.masked(optax.set_to_zero(), shared_mask))
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)

@@ -71,7 +71,7 @@ WEIGHTINGS = ["uncertainty", "uw_optimal", "dwa", "rlw", "famo", "imtl_l", "geom
 
 
 def make_tx(method: str, optimizer: str, frozen: bool) -> optax.GradientTransformation:
-    weighting = jaxmtl.linear(num_tasks=2) if method == "ew" else getattr(jaxmtl, method)(num_tasks=2)
+    weighting = jaxmtl.registry.build(method, num_tasks=2)
     lr = LEARNING_RATES[optimizer]
     if optimizer == "per_task_adam":
         tx = jaxmtl.adatask(lr, 2, method=weighting, shared=shared_mask, task_of=task_of, eps=EPS)

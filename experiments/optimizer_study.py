@@ -39,7 +39,7 @@ from experiments.common import (HIGHER, RunSpec, as_metrics, markdown_table, mea
                                 with_overrides, write_summary)
 from jaxmtl.analysis import pareto_mask  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
-from jaxmtl.optim import MTL_IO  # noqa: E402
+from experiments.optimizers import MTL_IO  # noqa: E402
 from jaxmtl.training import ResultStore, delta_m  # noqa: E402
 
 METHOD_LABELS = {"ew": "EW", "uncertainty": "UW", "rlw": "RLW", "pcgrad": "PCGrad", "cagrad": "CAGrad",

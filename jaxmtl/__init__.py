@@ -3,23 +3,58 @@
     losses, task_grads = jaxmtl.value_and_jacobian(loss_fn)(params, batch)
     tx = optax.chain(jaxmtl.upgrad(), optax.adam(1e-3))
     updates, state = tx.update(task_grads, state, params, losses=losses)
+
+The core (this namespace) needs jax, optax, chex and numpy only; data sets,
+models, training loops and analysis of the studies live in the sub-packages
+``jaxmtl.data``, ``jaxmtl.models``, ``jaxmtl.training`` (the ``experiments``
+extra) and ``jaxmtl.analysis``.
 """
-from jaxmtl.aggregators import *  # noqa: F401,F403  (one factory and weighting per method)
-from jaxmtl.aggregators import __all__ as _aggregators
-from jaxmtl.gramian import combine, cross_gramian, gramian, num_tasks, scaled_gramian
+from jaxmtl import registry
+from jaxmtl.aggregators import (DBMTLState, ExcessMTLState, GradDropState, GradVacState, MoCoState,
+                                NashMTLState, PCGradState, aligned_mtl, aligned_mtl_weights, cagrad,
+                                cagrad_weights, con_fig, con_fig_weights, db_mtl, dualproj,
+                                dualproj_weights, excess_mtl, fairgrad, fairgrad_weights, graddrop,
+                                gradvac, gradvac_weights, imtl_g, imtl_g_weights, mgda, mgda_weights,
+                                moco, modo, nash_mtl, nash_mtl_weights, pcgrad, pcgrad_weights, sdmgrad,
+                                upgrad, upgrad_weights)
+from jaxmtl.gramian import (CosineForm, ScaledGramian, combine, cosine_form, cross_gramian, gramian,
+                            num_tasks, scaled_gramian)
 from jaxmtl.gramian_path import weighted_value_and_grad
 from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
 from jaxmtl.masking import path_mask, resolve_mask
-from jaxmtl.method import MethodState, weighted_method
-from jaxmtl.optim import adatask, make_optimizer, mtl_io, per_task, signum
-from jaxmtl.partition import partition
-from jaxmtl.weighting import *  # noqa: F401,F403  (one factory per loss weighting)
-from jaxmtl.weighting import __all__ as _weightings
+from jaxmtl.method import (WeightsState, find_method_state, method, method_state, recorded_weights,
+                           weighted_method)
+from jaxmtl.optim import adatask, mtl_io, per_task, signum
+from jaxmtl.partition import PartitionState, partition
+from jaxmtl.weighting import (DWAState, FAMOState, GradNormState, IMTLLState, RLWState, UncertaintyState,
+                              dwa, famo, geometric_mean, gradnorm, imtl_l, linear, rlw, scale_invariant,
+                              stch, uncertainty, uw_optimal, uw_so)
+from jaxmtl.wrappers import MultiStepsState, SkipNonfiniteState, multi_steps, skip_nonfinite
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    *_aggregators, *_weightings, "MethodState", "combine", "cross_gramian", "adatask", "gramian", "jacobian", "make_optimizer", "mtl_io", "per_task", "signum",
-    "num_tasks", "partition", "path_mask", "representation_gramian", "resolve_mask",
-    "scaled_gramian", "value_and_jacobian", "weighted_method", "weighted_value_and_grad",
+    # gradient aggregators and their Gramian weightings
+    "aligned_mtl", "aligned_mtl_weights", "cagrad", "cagrad_weights", "con_fig", "con_fig_weights",
+    "db_mtl", "dualproj", "dualproj_weights", "excess_mtl", "fairgrad", "fairgrad_weights", "graddrop",
+    "gradvac", "gradvac_weights", "imtl_g", "imtl_g_weights", "mgda", "mgda_weights", "moco", "modo",
+    "nash_mtl", "nash_mtl_weights", "pcgrad", "pcgrad_weights", "sdmgrad", "upgrad", "upgrad_weights",
+    # loss weightings
+    "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw", "scale_invariant", "stch",
+    "uncertainty", "uw_optimal", "uw_so",
+    # method states
+    "DBMTLState", "DWAState", "ExcessMTLState", "FAMOState", "GradDropState", "GradNormState",
+    "GradVacState", "IMTLLState", "MoCoState", "NashMTLState", "PCGradState", "RLWState",
+    "UncertaintyState", "WeightsState",
+    # Jacobians and Gramians
+    "CosineForm", "ScaledGramian", "combine", "cosine_form", "cross_gramian", "gramian", "jacobian",
+    "num_tasks", "representation_gramian", "scaled_gramian", "value_and_jacobian",
+    "weighted_value_and_grad",
+    # composition
+    "MultiStepsState", "PartitionState", "SkipNonfiniteState", "multi_steps", "partition", "path_mask",
+    "resolve_mask", "skip_nonfinite",
+    # optimisers as an experimental axis
+    "adatask", "mtl_io", "per_task", "signum",
+    # writing methods
+    "find_method_state", "method", "method_state", "recorded_weights", "registry", "weighted_method",
 ]

@@ -8,7 +8,7 @@ as the gradient of ``sum_t w_t L_t`` by one more backward pass that reuses the
 forward pass's residuals. Compared with :func:`jaxmtl.value_and_jacobian`
 followed by an optax method, it returns an ordinary gradient pytree (chain any
 optax optimiser directly) and does not keep ``J`` alive until the combination.
-``python -m jaxmtl.bench`` reports when it wins (see ``benchmarks/RESULTS.md``).
+``python -m benchmarks`` reports when it wins (see ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
         (``jax.lax.map``) so memory stays bounded for large ``T``; ``None`` runs
         all ``T`` at once (one ``jax.vmap``). ``'auto'`` (default) is
         :data:`CPU_CHUNK` on the CPU backend, where chunks are faster (the MLP of
-        ``python -m jaxmtl.bench``: 0.64x the time of one vmap at ``T = 40``), and
+        ``python -m benchmarks``: 0.64x the time of one vmap at ``T = 40``), and
         ``None`` on accelerators.
 
     The function is pure and jit-compatible: one forward pass via ``jax.vjp`` and

@@ -1,90 +1,204 @@
-"""The method protocol: a weighting of the tasks, turned into an optax transformation.
+"""The method protocol: what every jaxmtl method does around its own rule.
 
-Every jaxmtl method computes task weights ``w`` (from the Gramian, the losses,
-its state, ...) and returns ``update = sum_t w_t g_t``. :func:`weighted_method`
-does the shared work once: validation of the stacked input, the (scaled)
-Gramian, the combination, and recording the weights in the state.
+A jaxmtl method is an ``optax.GradientTransformationExtraArgs`` whose
+``update(task_grads, state, params=None, *, losses=None, **extra)`` reduces
+the leading task axis of ``task_grads``. :func:`method` wraps a method's own
+rule with what all of them share:
+
+* **validation** at trace time: task axes, ``params`` shapes, ``losses`` of
+  shape ``(T,)``, the ``num_tasks`` the method was built with, a clear
+  ``ValueError`` when optax wrappers that cannot carry a task axis
+  (``optax.MultiSteps``, ``optax.apply_if_finite``) are used around it;
+* **non-finite steps**: when the losses, the update or the new state are not
+  finite, the step is *skipped*: the update is zero, the state is kept as it
+  was, and its ``skipped`` counter goes up by one. One NaN batch never
+  corrupts a method's learned state (use :func:`jaxmtl.skip_nonfinite` to keep
+  the rest of the chain's state too);
+* **dtypes**: the state keeps its dtypes (float32 also under
+  ``jax_enable_x64``).
+
+:func:`weighted_method` builds the common case, a method whose update is
+``sum_t w_t g_t`` with weights from the Gramian (in :class:`ScaledGramian`
+form, finite for any gradient scale), the losses, or its state.
+
+Every state is a ``NamedTuple`` registered with :func:`method_state`, with at
+least the fields ``weights`` (``f32[T]``, the task weights of the last update
+when the method knows ``T`` — built with ``num_tasks`` — else ``None``) and
+``skipped`` (``i32[]``, the number of non-finite steps skipped).
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import combine, num_tasks as _num_tasks, scale_gramian, scaled_gramian
+from jaxmtl.gramian import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
+
+_STATE_TYPES: set[type] = set()
 
 
-class MethodState(NamedTuple):
-    """State of every jaxmtl method.
+def method_state(cls: type) -> type:
+    """Registers a ``NamedTuple`` class as a method state (it needs ``weights`` and ``skipped``)."""
+    missing = {"weights", "skipped"} - set(getattr(cls, "_fields", ()))
+    if missing:
+        raise TypeError(f"{cls.__name__} lacks the method-state fields {sorted(missing)}")
+    _STATE_TYPES.add(cls)
+    return cls
 
-    Attributes:
-      inner: the method's own state (PRNG key, EMAs, warm starts, ...), or ``()``.
-      weights: ``f32[T]``, the task weights of the last update, when the method was
-        built with ``num_tasks``; ``None`` otherwise (the state must keep a fixed
-        structure under ``jit``/``lax.scan`` and ``T`` is unknown at ``init``).
+
+def is_method_state(node: Any) -> bool:
+    return type(node) in _STATE_TYPES
+
+
+def find_method_state(state: Any) -> Any:
+    """The first method state in a (chained, wrapped) optax state, or ``None``."""
+    for node in jax.tree.leaves(state, is_leaf=is_method_state):
+        if is_method_state(node):
+            return node
+    return None
+
+
+def recorded_weights(state: Any) -> jax.Array | None:
+    """``weights`` of the first method state found in a (chained, wrapped) optax state."""
+    found = find_method_state(state)
+    return None if found is None else found.weights
+
+
+@method_state
+class WeightsState(NamedTuple):
+    """State of a method that keeps nothing but what every method records."""
+
+    weights: jax.Array | None  # f32[T]: the last weights (None unless built with num_tasks)
+    skipped: jax.Array         # i32[]: non-finite steps skipped
+
+
+def initial_weights(num_tasks: int | None, value: float | None = None) -> jax.Array | None:
+    """``f32[T]`` filled with ``value`` (default ``1/T``), or ``None`` when ``T`` is unknown."""
+    if num_tasks is None:
+        return None
+    return jnp.full((num_tasks,), 1.0 / num_tasks if value is None else value, jnp.float32)
+
+
+def no_skips() -> jax.Array:
+    return jnp.zeros((), jnp.int32)
+
+
+UpdateFn = Callable[..., tuple[Any, Any]]
+
+
+def method(update_fn: UpdateFn, init_fn: Callable[[Any], Any], *, name: str,
+           num_tasks: int | None = None, needs_losses: bool = False) -> optax.GradientTransformationExtraArgs:
+    """Wraps ``update_fn(task_grads, state, *, t, params, losses, extra) -> (updates, state)``.
+
+    ``t`` is the validated task count, ``losses`` float32 ``(T,)`` or ``None``,
+    ``extra`` the other extra arguments. See the module docstring for what is
+    added around it.
     """
-
-    inner: Any
-    weights: Any
-
-
-WeightFn = Callable[..., tuple[Any, Any]]
-
-
-def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = None,
-                    init_inner: Callable[[], Any] = tuple, uses_gramian: bool = True,
-                    needs_losses: bool = False) -> optax.GradientTransformationExtraArgs:
-    """Builds a method from ``weight_fn(G, inner, *, t, scale, losses, extra) -> (w, inner)``.
-
-    ``G`` is the Gramian of the task gradients divided by ``scale**2`` (so it is
-    finite for any gradient scale; ``G_true = scale**2 * G``), or ``None`` when
-    ``uses_gramian`` is false; ``t`` the number of tasks; ``grads`` the stacked
-    gradients themselves (for methods that need more than inner products). ``losses`` is the ``losses`` extra argument (checked
-    to have shape ``(T,)``), ``extra`` the other extra arguments.
-    """
-
-    def init(params):
-        del params
-        weights = None if num_tasks is None else jnp.full((num_tasks,), 1.0 / num_tasks, jnp.float32)
-        return MethodState(init_inner(), weights)
 
     def update(task_grads, state, params=None, *, losses=None, **extra):
+        _refuse_optax_wrappers()
         t = _num_tasks(task_grads, params=params, losses=losses, expected=num_tasks)
         if needs_losses and losses is None:
             raise ValueError(f"{name} needs the task losses: pass them as "
                              "tx.update(task_grads, state, params, losses=losses)")
         if losses is not None:
             losses = jnp.asarray(losses, jnp.float32)
+        updates, new_state = update_fn(task_grads, state, t=t, params=params, losses=losses, extra=extra)
+        return skip_if_nonfinite(updates, new_state, state, losses)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update)
+
+
+def all_finite(tree: Any) -> jax.Array:
+    """``True`` when every floating leaf of ``tree`` is finite (``True`` for no leaf)."""
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
+
+
+def skip_if_nonfinite(updates: Any, new_state: Any, old_state: Any, losses: Any = None):
+    """The guard of every method: keeps ``old_state`` (``skipped + 1``) and returns a
+    zero update unless ``losses``, ``updates`` and ``new_state`` are all finite."""
+    ok = all_finite((updates, new_state, losses))
+    state = jax.tree.map(lambda new, old: jnp.where(ok, new, old).astype(jnp.result_type(old)),
+                         new_state, old_state)
+    state = state._replace(skipped=old_state.skipped + jnp.where(ok, 0, 1).astype(jnp.int32))
+    updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), updates)
+    return updates, state
+
+
+WeightFn = Callable[..., tuple[jax.Array, Any]]
+
+
+def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = None,
+                    init_fn: Callable[[Any], Any] | None = None, uses_gramian: bool = True,
+                    needs_losses: bool = False) -> optax.GradientTransformationExtraArgs:
+    """A method whose update is ``sum_t w_t g_t``, from
+    ``weight_fn(gram, state, *, t, losses, extra, grads) -> (w, state)``.
+
+    ``gram`` is the Gramian of ``task_grads`` as a :class:`ScaledGramian` (or the
+    ``gramian=`` extra argument, a Gramian of any origin such as representation
+    gradients, brought to that form), ``None`` when ``uses_gramian`` is false.
+    ``init_fn(params)`` builds the state (default :class:`WeightsState`). The
+    weights are recorded in ``state.weights`` when the state has them.
+    """
+    if init_fn is None:
+        def init_fn(params):
+            del params
+            return WeightsState(initial_weights(num_tasks), no_skips())
+
+    def update_fn(task_grads, state, *, t, params, losses, extra):
+        del params
         override = extra.pop("gramian", None)
-        if not uses_gramian:
-            g, scale = None, None
-        elif override is not None:
-            g, scale = scale_gramian(override, t)
-        else:
-            g, scale = scaled_gramian(task_grads)
-        w, inner = weight_fn(g, state.inner, t=t, scale=scale, losses=losses, extra=extra,
-                             grads=task_grads)
+        gram = None
+        if uses_gramian:
+            gram = scaled_gramian(task_grads) if override is None else _override(override, t)
+        w, state = weight_fn(gram, state, t=t, losses=losses, extra=extra, grads=task_grads)
         w = jnp.asarray(w, jnp.float32)
-        # the state keeps its dtypes (with jax_enable_x64 a float32 state would otherwise
-        # come back float64 and break lax.scan and jit caches)
-        inner = jax.tree.map(_keep_dtype, inner, state.inner)
-        recorded = None if num_tasks is None else w
-        return combine(w, task_grads), MethodState(inner, recorded)
+        if w.shape != (t,):
+            raise ValueError(f"{name}: the weighting returned shape {w.shape}; expected ({t},)")
+        if state.weights is not None:
+            state = state._replace(weights=w)
+        return combine(w, task_grads), state
 
-    return optax.GradientTransformationExtraArgs(init, update)
-
-
-def _keep_dtype(new, old):
-    new = jnp.asarray(new)
-    return new.astype(old.dtype) if jnp.issubdtype(old.dtype, jnp.floating) else new
+    return method(update_fn, init_fn, name=name, num_tasks=num_tasks, needs_losses=needs_losses)
 
 
-def stateless(weighting: Callable[[Any], Any]) -> WeightFn:
-    """Adapts a pure Gramian weighting ``G -> w`` to the ``weight_fn`` signature."""
+def _override(gramian: Any, t: int) -> ScaledGramian:
+    shape = jnp.shape(gramian.gram if isinstance(gramian, ScaledGramian) else gramian)
+    if shape != (t, t):
+        raise ValueError(f"gramian has shape {shape}; expected ({t}, {t}) for {t} tasks")
+    return as_scaled(gramian)
 
-    def weight_fn(g, inner, **_):
-        return weighting(g), inner
 
-    return weight_fn
+_ROUTES = {
+    "apply_if_finite": (
+        "optax.apply_if_finite cannot wrap a chain that starts with a jaxmtl method: on a rejected "
+        "step it returns the stacked task gradients (T, *param.shape) where the chain returns "
+        "parameter-shaped updates. Use jaxmtl.skip_nonfinite(tx): it skips the whole chain's step, "
+        "method state included."),
+    "MultiSteps": (
+        "optax.MultiSteps accumulates parameter-shaped gradients, but a jaxmtl method takes stacked "
+        "per-task gradients (and is not linear in them, so averaging its updates is not averaging "
+        "the gradients). Use jaxmtl.multi_steps(tx, every_k, num_tasks=T): it averages the task "
+        "Jacobians over the micro-batches and applies the method to the mean."),
+}
+_BY_NAME = {"do_update": "apply_if_finite", "_do_update": "MultiSteps", "_skip_update": "MultiSteps"}
+
+
+def _refuse_optax_wrappers() -> None:
+    """Raises with the supported route when called from inside an optax wrapper that
+    cannot carry a task axis (looked up on the Python stack: tracing time only)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("optax"):
+            code = frame.f_code
+            qualname = getattr(code, "co_qualname", "")  # Python >= 3.11
+            wrapper = next((w for w in _ROUTES if w in qualname), None) if qualname else \
+                _BY_NAME.get(code.co_name)
+            if wrapper is not None:
+                raise ValueError(_ROUTES[wrapper])
+        frame = frame.f_back

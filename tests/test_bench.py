@@ -4,8 +4,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from jaxmtl import bench
-from jaxmtl.bench import common, torch_side
+import benchmarks as bench
+from benchmarks import common, torch_side
 
 
 def test_bench_writes_every_section(tmp_path, capsys, monkeypatch):

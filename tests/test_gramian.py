@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 import jaxmtl
-from jaxmtl.gramian import flatten_tasks, normalize_gramian
+from jaxmtl.gramian import DEAD, as_scaled, flatten_tasks
 from tests.conftest import jacobians
 
 
@@ -41,10 +41,44 @@ def test_combine_is_weighted_sum_and_keeps_dtype():
     np.testing.assert_allclose(np.asarray(bf["x"], np.float32), 1.5)
 
 
-def test_normalize_gramian_zero_and_scale():
-    np.testing.assert_array_equal(normalize_gramian(jnp.zeros((2, 2))), 0.0)
-    g = jnp.asarray([[2.0, 1.0], [1.0, 2.0]])
-    np.testing.assert_allclose(normalize_gramian(g), g / 4)
+@given(jacobians())
+def test_cosine_form_reconstructs_the_gramian(j):
+    cf = jaxmtl.cosine_form(jaxmtl.scaled_gramian(jnp.asarray(j)))
+    jd = j.astype(np.float64)
+    norms = np.linalg.norm(jd, axis=1)
+    alive = norms > DEAD * max(norms.max(), 1e-300)
+    np.testing.assert_array_equal(cf.alive, alive)
+    np.testing.assert_allclose(np.diag(cf.cos), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(cf.norms * float(cf.scale), np.where(alive, norms, 0.0), rtol=1e-4)
+    u = jd[alive] / norms[alive, None]
+    np.testing.assert_allclose(np.asarray(cf.cos)[np.ix_(alive, alive)], u @ u.T, atol=1e-4)
+
+
+def test_cosine_form_of_graded_norms_is_exact():
+    # norms 6e3, 5e-2, 6 (losses in different units) and a 1e-12 task: cosines unaffected
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(4, 20))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    norms = np.array([6e3, 5e-2, 6.0, 6e-9])
+    cf = jaxmtl.cosine_form(jaxmtl.scaled_gramian(jnp.asarray(norms[:, None] * u, jnp.float32)))
+    np.testing.assert_allclose(cf.cos, u @ u.T, atol=2e-6)
+    np.testing.assert_allclose(cf.norms * float(cf.scale), norms, rtol=1e-5)
+    np.testing.assert_allclose(cf.from_units(np.ones(4)), float(cf.scale) / norms, rtol=1e-5)
+
+
+def test_as_scaled_accepts_arrays_and_checks_shape():
+    g = jnp.asarray([[4.0, 2.0], [2.0, 9.0]])
+    sg = as_scaled(g)
+    np.testing.assert_allclose(sg.gram * sg.scale**2, g, rtol=1e-6)
+    assert as_scaled(sg) is sg
+    with pytest.raises(ValueError, match="square"):
+        as_scaled(jnp.ones((2, 3)))
+
+
+def test_integer_gradients_give_a_float_update():
+    out = jaxmtl.combine(jnp.asarray([0.5, 0.5]), {"w": jnp.asarray([[1, 2], [2, 3]])})
+    assert out["w"].dtype == jnp.float32
+    np.testing.assert_allclose(out["w"], [1.5, 2.5])
 
 
 def test_num_tasks_validation():
@@ -55,5 +89,9 @@ def test_num_tasks_validation():
         jaxmtl.num_tasks({})
     with pytest.raises(ValueError, match="different tree structures"):
         jaxmtl.num_tasks({"a": jnp.ones((2, 2))}, params={"b": jnp.ones((2,))})
+    with pytest.raises(ValueError, match="no task axis: leaf \\['w'\\] has shape \\(4, 2\\), the shape of its parameter"):
+        jaxmtl.num_tasks({"w": jnp.ones((4, 2))}, params={"w": jnp.zeros((4, 2))})
+    with pytest.raises(ValueError, match="plain gradients have none.*jaxmtl.multi_steps"):
+        jaxmtl.num_tasks({"a": jnp.ones((4, 2)), "b": jnp.ones((2,))})
     with pytest.raises(ValueError, match=r"losses has shape \(2, 1\)"):
         jaxmtl.num_tasks(jnp.ones((2, 3)), losses=jnp.ones((2, 1)))

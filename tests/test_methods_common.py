@@ -73,12 +73,12 @@ def test_non_conflicting(name, j):
 
 def draw_jacobian(data, name):
     """Any Jacobian, or one of full row rank for methods whose weights are only unique then."""
-    if SPECS[name].unique_only:
+    if SPECS[name].full_rank_only:
         return data.draw(jacobians(scales=False, tasks=(1, 2, 3), params=(3, 8), full_rank=True))
     return data.draw(jacobians(scales=False))
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].permutation_invariant])
+@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].permutation == "invariant"])
 @given(data=st.data())
 def test_permutation_invariant(name, data):
     j = draw_jacobian(data, name)
@@ -199,7 +199,7 @@ def test_scalar_leaf_raises():
         m.update({"w": jnp.ones(())}, m.init(None))
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].losses])
+@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].needs_losses])
 def test_missing_losses_raise(name):
     m, _ = built(name, 2)
     params = jnp.zeros(3)
@@ -207,7 +207,7 @@ def test_missing_losses_raise(name):
         m.update(jnp.ones((2, 3)), m.init(params), params)
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].losses])
+@pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].needs_losses])
 @pytest.mark.parametrize("losses", [[0.0, 1.0, 2.0], [1e-30, 1.0, 1e30], [0.0, 0.0, 0.0]],
                          ids=["zero", "tiny_and_huge", "all_zero"])
 def test_extreme_losses_give_finite_output(name, losses):

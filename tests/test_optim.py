@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import jaxmtl
+from experiments.optimizers import make_optimizer
 from jaxmtl.analysis import relative_difference
 from jaxmtl.models import apply_toy, init_toy, shared_mask, task_of
 
@@ -53,7 +54,7 @@ def max_rel_diff(a, b, part=None):
 
 
 def opt(name, method=None, lr=1e-2):
-    return jaxmtl.make_optimizer(name, lr, method or jaxmtl.linear(num_tasks=2), num_tasks=2,
+    return make_optimizer(name, lr, method or jaxmtl.linear(num_tasks=2), num_tasks=2,
                                  shared=SHARED, task_of=TASK_OF, eps=EPS)
 
 
@@ -147,18 +148,18 @@ def test_signum_and_registry():
     u, s = tx.update(jnp.asarray([-3.0, 0.0]), s)       # momentum: 1 - 3 < 0, -0.005 < 0
     np.testing.assert_allclose(u, [0.1, 0.1])
     with pytest.raises(ValueError, match="unknown optimizer"):
-        jaxmtl.make_optimizer("lion", 0.1, jaxmtl.linear(), num_tasks=2)
+        make_optimizer("lion", 0.1, jaxmtl.linear(), num_tasks=2)
 
 
 def test_mtl_io_variants_run_one_optimizer_per_task():
     g = {"w": jnp.asarray([[1.0, -2.0], [3.0, 1.0]])}
     params = {"w": jnp.zeros(2)}
     # signSGD per task: sign(g_0) + sign(g_1), not sign(g_0 + g_1)
-    tx = jaxmtl.make_optimizer("mtl_io_signsgd_momentum", 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2)
+    tx = make_optimizer("mtl_io_signsgd_momentum", 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2)
     u, _ = tx.update(g, tx.init(params), params)
     np.testing.assert_allclose(u["w"], [-0.2, 0.0])
     # SGD+momentum per task is linear: it equals EW with one SGD+momentum
-    per, shared = (jaxmtl.make_optimizer(n, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2)
+    per, shared = (make_optimizer(n, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2)
                    for n in ("mtl_io_sgd_momentum", "sgd_momentum"))
     sp, ss = per.init(params), shared.init(params)
     for _ in range(3):
@@ -171,7 +172,7 @@ def test_mtl_io_variants_run_one_optimizer_per_task():
 def test_weight_decay(name):
     params = {"w": jnp.asarray([2.0, -4.0])}
     zero = {"w": jnp.zeros((2, 2))}
-    tx = jaxmtl.make_optimizer(name, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2, weight_decay=0.5)
+    tx = make_optimizer(name, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2, weight_decay=0.5)
     u, _ = tx.update(zero, tx.init(params), params)
     if name == "sgd_momentum":  # coupled: the step on g + wd * p
         np.testing.assert_allclose(u["w"], [-0.1, 0.2])
@@ -180,4 +181,4 @@ def test_weight_decay(name):
     else:  # decoupled: -lr * wd * p on top of the (zero) per-task step
         np.testing.assert_allclose(u["w"], [-0.1, 0.2], rtol=1e-6)
     with pytest.raises(ValueError, match="weight_decay"):
-        jaxmtl.make_optimizer(name, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2, weight_decay=-1.0)
+        make_optimizer(name, 0.1, jaxmtl.linear(num_tasks=2), num_tasks=2, weight_decay=-1.0)

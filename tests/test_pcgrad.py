@@ -43,7 +43,7 @@ def test_three_tasks_by_hand():
     m = jaxmtl.pcgrad(seed=7)
     state = m.init(None)
     out, _ = m.update(jnp.asarray(j), state)
-    _, sub = jax.random.split(state.inner)
+    _, sub = jax.random.split(state.key)
     perms = [np.asarray(jax.random.permutation(k, 3)) for k in jax.random.split(sub, 3)]
     gs = [g1, g2, g3]
     expected = sum(project(gs[i], [gs[k] for k in perms[i] if k != i]) for i in range(3))
@@ -54,8 +54,8 @@ def test_key_advances_and_seed_reproduces():
     m = jaxmtl.pcgrad(seed=3)
     s0 = m.init(None)
     _, s1 = m.update(jnp.asarray(REFERENCE_J), s0)
-    assert not np.array_equal(s0.inner, s1.inner)
-    np.testing.assert_array_equal(jaxmtl.pcgrad(seed=3).init(None).inner, s0.inner)
+    assert not np.array_equal(s0.key, s1.key)
+    np.testing.assert_array_equal(jaxmtl.pcgrad(seed=3).init(None).key, s0.key)
 
 
 def test_bad_reduction_raises():

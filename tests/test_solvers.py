@@ -13,7 +13,7 @@ from jaxmtl.solvers import nonneg_qp, power_root, simplex_qp
 
 NNQP = jax.jit(nonneg_qp)
 SIMPLEX = jax.jit(simplex_qp)
-POWER_ROOT = jax.jit(power_root, static_argnums=1)
+POWER_ROOT = jax.jit(power_root)
 
 
 def brute_nonneg(q, b):
@@ -89,14 +89,15 @@ def test_nonneg_qp_warm_start_gives_same_answer():
     np.testing.assert_allclose(nonneg_qp(q, b, x0=np.zeros(5)), cold, rtol=1e-4, atol=1e-5)
 
 
-def brute_simplex_linear(q, b):
-    """Exact minimiser of 1/2 x'Qx + b'x over the simplex by enumerating supports (float64)."""
+def brute_simplex_linear(q, b, a=None):
+    """Exact minimiser of 1/2 x'Qx + b'x over {x >= 0, a'x = 1} by enumerating supports (float64)."""
     t = len(b)
+    a = np.ones(t) if a is None else a
     best, best_val = None, np.inf
     for r in range(1, t + 1):
         for free in itertools.combinations(range(t), r):
             idx = list(free)
-            m = np.block([[q[np.ix_(idx, idx)], np.ones((r, 1))], [np.ones((1, r)), np.zeros((1, 1))]])
+            m = np.block([[q[np.ix_(idx, idx)], a[idx][:, None]], [a[idx][None, :], np.zeros((1, 1))]])
             sol = np.linalg.lstsq(m, np.r_[-b[idx], 1.0], rcond=None)[0]
             x = np.zeros(t)
             x[idx] = sol[:r]
@@ -117,6 +118,17 @@ def test_simplex_qp_with_linear_term_matches_brute_force(problem):
     assert 0.5 * x @ q @ x + b @ x <= ref_val + 1e-5 * (1 + abs(ref_val))
 
 
+@given(spd(), st.integers(0, 2**32 - 1))
+def test_weighted_simplex_qp_matches_brute_force(problem, seed):
+    q, b = problem
+    a = 10.0 ** np.random.default_rng(seed).uniform(-3, 0, len(b))     # a'x = 1, graded weights
+    x = np.asarray(SIMPLEX(q.astype(np.float32), b.astype(np.float32), a=a.astype(np.float32)), np.float64)
+    _, ref_val = brute_simplex_linear(q, b, a)
+    assert np.all(x >= 0)
+    np.testing.assert_allclose(a @ x, 1.0, rtol=1e-5)
+    assert 0.5 * x @ q @ x + b @ x <= ref_val + 1e-5 * (1 + abs(ref_val))
+
+
 @given(spd(), st.sampled_from([0.25, 1.0, 3.0]))
 def test_power_root_solves_its_equation(problem, p):
     q, _ = problem
@@ -125,10 +137,24 @@ def test_power_root_solves_its_equation(problem, p):
     np.testing.assert_allclose(q @ x, x ** (-p), rtol=2e-3, atol=1e-4)
 
 
+@given(spd(), st.sampled_from([0.25, 1.0, 3.0]), st.integers(0, 2**32 - 1))
+def test_power_root_scaled_form(problem, p, seed):
+    # (C (e z))_t / e_t = z_t^-p for row scales e spanning two orders of magnitude (FairGrad with
+    # alpha = 4 and norms over 1e3.3); near-singular C with p = 1/4 needs more than 20 iterations
+    q, _ = problem
+    q = q.astype(np.float32).astype(np.float64)
+    e = 10.0 ** np.random.default_rng(seed).uniform(-1, 1, len(q))
+    z = np.asarray(POWER_ROOT(q.astype(np.float32), p, e=e.astype(np.float32), num_iters=40), np.float64)
+    assert np.all(z > 0)
+    # backward-stable: the residual is small against the terms that cancel in float32
+    terms = (np.abs(q) @ (e * z)) / e + z ** (-p)
+    assert np.all(np.abs((q @ (e * z)) / e - z ** (-p)) <= 1e-4 * terms), (z, terms)
+
+
 def test_power_root_diagonal_closed_form_and_warm_start():
     q = np.diag([4.0, 0.25]).astype(np.float32)
     np.testing.assert_allclose(power_root(q, 1.0), [0.5, 2.0], rtol=1e-5)
-    np.testing.assert_allclose(power_root(q, 1.0, x0=np.array([0.5, 2.0]), iters=1), [0.5, 2.0], rtol=1e-5)
+    np.testing.assert_allclose(power_root(q, 1.0, x0=np.array([0.5, 2.0]), num_iters=1), [0.5, 2.0], rtol=1e-5)
     np.testing.assert_allclose(power_root(q, 3.0), np.diag(q) ** (-1 / 4), rtol=1e-5)
     with pytest.raises(ValueError, match="p must be positive"):
         power_root(q, 0.0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import jaxmtl
+from experiments.optimizers import make_optimizer
 from jaxmtl.data import batches, make_multi_fashion
 from jaxmtl.models import MultiLeNet, shared_mask
 from jaxmtl.training import (ResultStore, atomic_write, classification_losses, delta_m, evaluate,
@@ -71,7 +72,7 @@ def test_train_step_learns_on_a_fixed_batch(fake_fashion, method):
     data = make_multi_fashion(fake_fashion, n_train=32, n_val=16, n_test=16)
     model = MultiLeNet()
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 36, 36, 1)))["params"]
-    tx = jaxmtl.make_optimizer("adam", 3e-3, method, num_tasks=2, shared=shared_mask)
+    tx = make_optimizer("adam", 3e-3, method, num_tasks=2, shared=shared_mask)
     state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask)
     batch = next(batches(data.train, 32, np.random.default_rng(0)))
@@ -88,7 +89,7 @@ def test_single_task_step_leaves_other_head_untouched(fake_fashion):
     data = make_multi_fashion(fake_fashion, n_train=16, n_val=16, n_test=16)
     model = MultiLeNet()
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 36, 36, 1)))["params"]
-    tx = jaxmtl.make_optimizer("adam", 1e-2, jaxmtl.linear(), num_tasks=1, shared=shared_mask)
+    tx = make_optimizer("adam", 1e-2, jaxmtl.linear(), num_tasks=1, shared=shared_mask)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=(1,))
     new, _, losses = step(params, tx.init(params), next(batches(data.train, 16)), jax.random.PRNGKey(0))
     assert losses.shape == (1,)

@@ -11,6 +11,7 @@ from tests.conftest import REFERENCE_J, jacobians
 
 METHOD = jaxmtl.upgrad()
 UPDATE = jax.jit(METHOD.update)
+WEIGHTS = jax.jit(jaxmtl.upgrad_weights)
 
 
 def upgrad(j):
@@ -18,12 +19,15 @@ def upgrad(j):
 
 
 def test_reference_output():
-    np.testing.assert_allclose(upgrad(REFERENCE_J), [0.2929, 1.9004, 1.9004], atol=1e-4)
+    # TorchJD's published output includes its ridge on the trace-normalised Gramian; the exact
+    # (ridge-free) answer is (11/38 + 1/2 ... ) = (0.2924, 1.9006, 1.9006), jaxmtl's 0.2925
+    np.testing.assert_allclose(upgrad(REFERENCE_J), [0.2929, 1.9004, 1.9004], atol=5e-4)
+    np.testing.assert_allclose(upgrad(REFERENCE_J), [0.2924, 1.9006, 1.9006], atol=2e-4)
 
 
 def test_closed_form_without_regularisation():
     # two tasks: w = (1/2)(e1 + (g1.g2-/|g2|^2) e2 ...) worked out by hand for G = [[18,-22],[-22,38]]
-    w = jaxmtl.upgrad_weights(jnp.asarray(REFERENCE_J @ REFERENCE_J.T), reg_eps=0.0)
+    w = jaxmtl.upgrad_weights(jnp.asarray(REFERENCE_J @ REFERENCE_J.T), reg=0.0)
     np.testing.assert_allclose(w, [0.5 + 11 / 18, 0.5 + 11 / 38], rtol=1e-5)
 
 
@@ -38,11 +42,11 @@ def test_opposite_gradients_give_zero():
 
 @given(jacobians(scales=False))
 def test_never_conflicts(j):
-    # KKT of the regularised QPs: (J d)_t >= -reg_eps * trace(G) * w_t (exactly >= 0 when reg_eps=0)
+    # KKT of the regularised QPs: (J d)_t >= -reg * |g_t|^2 * w_t (exactly >= 0 when reg = 0)
     d = upgrad(j)
     j = j.astype(np.float64)
-    w = np.asarray(jaxmtl.upgrad_weights(jnp.asarray(j @ j.T, jnp.float32)), np.float64)
-    slack = 1e-4 * np.trace(j @ j.T) * w + 1e-4 * (1e-3 + np.linalg.norm(j) * np.linalg.norm(d))
+    w = np.asarray(WEIGHTS(jnp.asarray(j @ j.T, jnp.float32)), np.float64)
+    slack = 1e-4 * np.sum(j**2, axis=1) * np.abs(w) + 1e-4 * (1e-3 + np.linalg.norm(j) * np.linalg.norm(d))
     assert np.all(j @ d >= -slack)
 
 

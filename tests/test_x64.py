@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     from tests.methods_registry import SPECS, inputs
     bad = []
     for name, spec in SPECS.items():
-        m = spec.make(3)
+        m = spec.build(3)
         for dtype in (jnp.float32, jnp.float64):
             j = jnp.asarray(np.random.default_rng(0).normal(size=(3, 5)), dtype)
             params, kwargs = inputs(name, j)

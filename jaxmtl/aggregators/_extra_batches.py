@@ -9,16 +9,8 @@ import jax.numpy as jnp
 from jaxmtl.gramian import cross_gramian, max_abs, num_tasks as _num_tasks
 
 
-def extra_cross_gramian(extra: dict[str, Any], task_grads: Any, t: int, name: str):
+def extra_cross_gramian(extra: dict[str, Any], t: int, name: str) -> tuple[jax.Array, jax.Array]:
     """``(J_b J_c^T / s**2, s)`` from the ``extra_task_grads`` pair, ``s`` their largest entry."""
-    xb, xc = extra_batches(extra, task_grads, t, name)
-    s = jnp.maximum(max_abs(xb), max_abs(xc))
-    s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-    return cross_gramian(jax.tree.map(lambda x: x / s, xb), jax.tree.map(lambda x: x / s, xc)), s
-
-
-def extra_batches(extra: dict[str, Any], task_grads: Any, t: int, name: str) -> tuple[Any, Any]:
-    """The two extra stacked pytrees, validated against ``task_grads``."""
     pair = extra.get("extra_task_grads")
     if pair is None or len(pair) != 2:
         raise ValueError(
@@ -30,4 +22,7 @@ def extra_batches(extra: dict[str, Any], task_grads: Any, t: int, name: str) -> 
             _num_tasks(other, expected=t)
         except ValueError as err:
             raise ValueError(f"{name}: extra_task_grads[{k}]: {err}") from None
-    return pair
+    xb, xc = pair
+    s = jnp.maximum(max_abs(xb), max_abs(xc))
+    s = jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
+    return cross_gramian(jax.tree.map(lambda x: x / s, xb), jax.tree.map(lambda x: x / s, xc)), s

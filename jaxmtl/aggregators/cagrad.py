@@ -1,65 +1,96 @@
-"""CAGrad: conflict-averse gradient descent.
-
-Liu et al. (2021), "Conflict-Averse Gradient Descent for Multi-task Learning".
-Update rule: with the mean gradient ``g0 = J^T 1/T`` and ``kappa = c |g0|``,
-
-    w* = argmin_{w in simplex} g_w . g0 + kappa |g_w|,     g_w = J^T w,
-    d  = g0 + (kappa / |g_w*|) g_w*,
-
-divided by ``1 + c^2`` (``rescale=1``, the paper's default and LibMTL's), by
-``1 + c`` (``rescale=2``) or not at all (``rescale=0``). ``c = 0.4`` is the
-paper's default for Multi-MNIST-style problems (LibMTL uses 0.5, Gama & Grassi
-grid {0.2, 0.5, 0.8}). When ``g_w*`` vanishes (0 in the convex hull) the
-update is ``g0`` (rescaled).
-
-Solver: the convex inner problem is solved by majorise-minimise: with
-``t_k = |g_{w_k}|``, ``sqrt(x) <= x / (2 t_k) + t_k / 2`` turns it into a simplex QP
-(exact active-set solver, warm-started), ``iters = 20`` times (the reference
-uses scipy SLSQP). Linear under positive scaling; permutation invariant.
-"""
+"""CAGrad: conflict-averse gradient descent."""
 from __future__ import annotations
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import normalize_gramian
-from jaxmtl.method import stateless, weighted_method
+from jaxmtl._checks import as_float, check, task_count
+from jaxmtl.gramian import ScaledGramian, cosine_form
+from jaxmtl.method import weighted_method
 from jaxmtl.solvers import simplex_qp
 
-_RESCALES = (0, 1, 2)
+RESCALES = (0, 1, 2)
 
 
-def cagrad_weights(gramian: jax.Array, *, c: float = 0.4, rescale: int = 1, iters: int = 20) -> jax.Array:
-    """CAGrad weights from any Gramian (``d = J^T w``)."""
-    if rescale not in _RESCALES:
-        raise ValueError(f"rescale must be one of {_RESCALES}, got {rescale!r}")
-    if c < 0:
-        raise ValueError(f"c must be non-negative, got {c}")
-    g = normalize_gramian(gramian)
-    t = g.shape[0]
+def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array = 0.4,
+                   rescale: int | jax.Array = 1, num_iters: int | jax.Array = 20,
+                   reg: float | jax.Array = 1e-6) -> jax.Array:
+    """CAGrad weights from a Gramian of any origin (``d = J^T w``); see :func:`cagrad`."""
+    check("c", c, lambda v: v >= 0, "non-negative")
+    check("rescale", rescale, lambda v: (v == 0) | (v == 1) | (v == 2), "0, 1 or 2")
+    cf = cosine_form(gramian)
+    c = as_float(c)
+    t = cf.cos.shape[0]
+    n = cf.norms
+    # in v = N w: |g_w|^2 = v^T C v, g_w . g0 = v^T C (N b), the simplex is sum_t v_t / n_t = 1
+    q = cf.cos + as_float(reg) * jnp.eye(t)
     b = jnp.full((t,), 1.0 / t)
-    gb = g @ b
-    kappa = c * jnp.sqrt(jnp.maximum(b @ gb, 0.0))
-    ridge = 1e-6 * jnp.eye(t)
+    cnb = cf.cos @ (n * b)
+    kappa = c * jnp.sqrt(jnp.maximum((n * b) @ cnb, 0.0))
+    alive = cf.alive
+    a = jnp.where(alive, jnp.min(jnp.where(alive, n, jnp.inf)) / jnp.where(alive, n, 1.0), 1.0)
 
-    def mm(w, _):
-        tk = jnp.sqrt(jnp.maximum(w @ g @ w, 1e-12))
-        return simplex_qp((kappa / tk) * (g + ridge), gb, x0=w), None
+    def mm(_, v):
+        # majorise-minimise: sqrt(x) <= x / (2 t_k) + t_k / 2 with t_k = |g_{w_k}|
+        tk = jnp.sqrt(jnp.maximum(v @ q @ v, 1e-30))
+        return simplex_qp((kappa / tk) * q, cnb, a=a, x0=v)
 
-    w, _ = jax.lax.scan(mm, b, None, length=iters)
-    norm = jnp.sqrt(jnp.maximum(w @ g @ w, 0.0))
+    v0 = n * b                                      # the uniform weights, on the simplex
+    v0 = v0 / jnp.maximum(a @ v0, 1e-30)
+    v = jax.lax.fori_loop(0, num_iters, mm, v0)
+    w = cf.from_units(v)
+    w = w / jnp.maximum(jnp.sum(w), 1e-30)          # the simplex point in weight space
+    norm = jnp.sqrt(jnp.maximum((n * w) @ cf.cos @ (n * w), 0.0))
     ok = norm > 1e-6 * jnp.maximum(kappa, 1e-30)
     lam = jnp.where(ok, kappa / jnp.where(ok, norm, 1.0), 0.0)
-    weights = b + lam * w
-    return weights / {0: 1.0, 1: 1.0 + c**2, 2: 1.0 + c}[rescale]
+    divisor = jnp.stack([jnp.ones_like(c), 1.0 + c**2, 1.0 + c])[jnp.asarray(rescale)]
+    return (b + lam * w) / divisor
 
 
-def cagrad(c: float = 0.4, rescale: int = 1, *, iters: int = 20,
+def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 20, reg: float = 1e-6,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """CAGrad as an optax transformation (see the module docstring)."""
-    weighting = functools.partial(cagrad_weights, c=c, rescale=rescale, iters=iters)
-    weighting(jnp.eye(1))  # validates c and rescale now, not at the first update
-    return weighted_method(stateless(weighting), name="cagrad", num_tasks=num_tasks)
+    """CAGrad: conflict-averse gradient descent.
+
+    Liu et al. (2021), "Conflict-Averse Gradient Descent for Multi-task
+    Learning". Update rule: with the mean gradient ``g0 = J^T 1/T`` and
+    ``kappa = c |g0|``,
+
+        w* = argmin_{w in simplex} g_w . g0 + kappa |g_w|,     g_w = J^T w,
+        d  = g0 + (kappa / |g_w*|) g_w*,
+
+    divided by ``1 + c^2`` (``rescale=1``, the paper's default and LibMTL's), by
+    ``1 + c`` (``rescale=2``) or not at all (``rescale=0``). When ``g_w*`` vanishes
+    (0 in the convex hull) the update is ``g0`` (rescaled). Linear under positive
+    scaling; permutation invariant.
+
+    Solver: majorise-minimise, ``sqrt(x) <= x / (2 t_k) + t_k / 2`` with
+    ``t_k = |g_{w_k}|``, turns the convex inner problem into a simplex QP (exact
+    active-set solver, warm-started) solved ``num_iters`` times (the reference
+    uses scipy's SLSQP). The QPs are solved in the variables ``v_t = |g_t| w_t``,
+    on the cosine matrix plus ``reg * I``, so gradient norms that differ by
+    orders of magnitude lose no accuracy.
+
+    Args:
+      c: the conflict-aversion radius, ``0.4`` (the paper's Multi-MNIST setting;
+        LibMTL uses 0.5, Gama & Grassi grid {0.2, 0.5, 0.8}).
+      rescale: ``0``, ``1`` (default) or ``2``, see above.
+      num_iters: majorise-minimise iterations, ``20``.
+      reg: ridge on the cosine matrix, ``1e-6``.
+      num_tasks: when given, the task count is checked and the weights are
+        recorded in ``state.weights``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its public weighting is
+      :func:`cagrad_weights`.
+    """
+    check("c", c, lambda v: v >= 0, "non-negative")
+    check("rescale", rescale, lambda v: (v == 0) | (v == 1) | (v == 2), "0, 1 or 2")
+    check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")
+    check("reg", reg, lambda v: v >= 0, "non-negative")
+    t = task_count(num_tasks, "cagrad")
+
+    def weight_fn(gram, state, **_):
+        return cagrad_weights(gram, c=c, rescale=rescale, num_iters=num_iters, reg=reg), state
+
+    return weighted_method(weight_fn, name="cagrad", num_tasks=t)

@@ -1,48 +1,68 @@
-"""ExcessMTL: weight the tasks by their estimated excess risk.
-
-He et al. (2024), "Robust Multi-Task Learning with Excess Risks". Update rule
-(the official code, also in LibMTL): accumulate ``H_t += g_t^2`` (AdaGrad-style
-diagonal), estimate each task's excess risk ``r_t = g_t^T diag(1/sqrt(H_t + 1e-7)) g_t``;
-the first step stores ``r_t`` as the reference ``r0_t`` and keeps the weights at
-1; later steps update ``w_t <- w_t exp(eta r_t / r0_t)`` renormalised to sum to
-``T``; ``d = sum_t w_t g_t``. ``robust_step_size = eta = 1e-2``.
-
-Keeps ``H`` (``T`` times the parameters' memory) in the state, so ``num_tasks``
-is required and ``init`` needs the parameters.
-"""
+"""ExcessMTL: weight the tasks by their estimated excess risk."""
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._buffers import check_inputs, stacked_zeros
-from jaxmtl.gramian import combine, require_num_tasks
-from jaxmtl.method import MethodState
+from jaxmtl._checks import as_float, check, task_count
+from jaxmtl.aggregators._buffers import check_buffer, stacked_zeros
+from jaxmtl.gramian import combine
+from jaxmtl.method import method, method_state, no_skips
+
+
+@method_state
+class ExcessMTLState(NamedTuple):
+    """State of :func:`excess_mtl`."""
+
+    sq_sum: Any             # H_t, the accumulated squared gradients: leaves f32[T, *shape]
+    reference: jax.Array    # f32[T]: the first step's excess-risk estimates r0
+    started: jax.Array      # bool[]: whether r0 is set
+    weights: jax.Array      # f32[T]: the task weights (sum T)
+    skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
 def excess_mtl(robust_step_size: float = 1e-2, *,
                num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """ExcessMTL as an optax transformation (see the module docstring)."""
-    t = require_num_tasks(num_tasks, "excess_mtl", "its state accumulates squared gradients per task")
+    """ExcessMTL: weight the tasks by their estimated excess risk.
 
-    def init(params):
-        inner = {"h": stacked_zeros(params, t), "r0": jnp.ones((t,), jnp.float32), "started": jnp.array(False)}
-        return MethodState(inner, jnp.ones((t,), jnp.float32))
+    He et al. (2024), "Robust Multi-Task Learning with Excess Risks". Update
+    rule (the official code, also in LibMTL): accumulate ``H_t += g_t^2``
+    (AdaGrad-style diagonal), estimate each task's excess risk
+    ``r_t = g_t^T diag(1/sqrt(H_t + 1e-7)) g_t``; the first step stores ``r_t`` as the
+    reference ``r0_t`` and keeps the weights at 1; later steps update
+    ``w_t <- w_t exp(eta r_t / r0_t)`` renormalised to sum to ``T``; ``d = sum_t w_t g_t``.
 
-    def update(task_grads, state, params=None, *, losses=None, **extra):
-        check_inputs("excess_mtl", state.inner["h"], task_grads, t, params=params, losses=losses,
-                     needs_losses=False)
-        h = jax.tree.map(lambda h, g: h + jnp.square(g.astype(jnp.float32)), state.inner["h"], task_grads)
-        risk = sum(jnp.sum(jnp.reshape(jnp.square(g.astype(jnp.float32)) / jnp.sqrt(hh + 1e-7), (t, -1)), axis=1)
+    Keeps ``H`` (``T`` times the parameters' memory) in the state, so ``num_tasks``
+    is required and ``init`` needs the parameters.
+
+    Args:
+      robust_step_size: ``eta``, ``1e-2``.
+      num_tasks: the number of tasks (required).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with an :class:`ExcessMTLState`.
+    """
+    check("robust_step_size", robust_step_size, lambda v: v >= 0, "non-negative")
+    t = task_count(num_tasks, "excess_mtl", "its state accumulates squared gradients per task")
+
+    def init_fn(params):
+        return ExcessMTLState(stacked_zeros(params, t, "excess_mtl"), jnp.ones((t,), jnp.float32),
+                              jnp.array(False), jnp.ones((t,), jnp.float32), no_skips())
+
+    def update_fn(task_grads, state, *, t, **_):
+        check_buffer("excess_mtl", state.sq_sum, task_grads)
+        h = jax.tree.map(lambda h, g: h + jnp.square(g.astype(jnp.float32)), state.sq_sum, task_grads)
+        risk = sum(jnp.sum(jnp.reshape(jnp.square(g.astype(jnp.float32)) / jnp.sqrt(hh + 1e-7), (t, -1)),
+                           axis=1)
                    for g, hh in zip(jax.tree.leaves(task_grads), jax.tree.leaves(h)))
-        risk = jnp.nan_to_num(risk, nan=0.0, posinf=jnp.finfo(jnp.float32).max)
-        started = state.inner["started"]
-        r0 = jnp.where(started, state.inner["r0"], risk)
+        risk = jnp.minimum(risk, jnp.finfo(jnp.float32).max)
+        r0 = jnp.where(state.started, state.reference, risk)
         ratio = jnp.where(r0 > 0, risk / jnp.where(r0 > 0, r0, 1.0), 0.0)
-        w = state.weights * jnp.exp(jnp.clip(robust_step_size * ratio, -50.0, 50.0))
-        w = jnp.where(started, w / jnp.sum(w) * t, state.weights)
-        inner = {"h": h, "r0": r0, "started": jnp.array(True)}
-        return combine(w, task_grads), MethodState(inner, w)
+        w = state.weights * jnp.exp(jnp.clip(as_float(robust_step_size) * ratio, -50.0, 50.0))
+        w = jnp.where(state.started, w / jnp.sum(w) * t, state.weights)
+        return combine(w, task_grads), ExcessMTLState(h, r0, jnp.array(True), w, state.skipped)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return method(update_fn, init_fn, name="excess_mtl", num_tasks=t)

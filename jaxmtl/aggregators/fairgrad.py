@@ -1,48 +1,60 @@
-"""FairGrad: alpha-fair resource allocation between the tasks.
-
-Ban & Ji (2024), "Fair Resource Allocation in Multi-Task Learning". Update
-rule: ``w > 0`` with ``(G w)_t = w_t^(-1/alpha)`` (the alpha-fair optimality
-condition on the tasks' utilities ``g_t . d``), ``d = J^T w``. ``alpha = 1``
-is proportional fairness (Nash-MTL's condition, without its norm clipping);
-``alpha -> inf`` approaches max-min fairness. Default ``alpha = 1.0``.
-
-Solver: damped Newton on the convex potential of ``G w = w^(-1/alpha)``
-(:func:`jaxmtl.solvers.power_root`, ``iters = 20``) on the trace-normalised
-Gramian plus ``reg * I`` (``1e-6``); the official code uses scipy's
-``least_squares`` from the uniform point. ``|d|`` scales as ``s^(1 - 2/(1+p))``
-(``p = 1/alpha``) when the gradients scale by ``s``: invariant for
-``alpha = 1``. Permutation invariant.
-"""
+"""FairGrad: alpha-fair resource allocation between the tasks."""
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import normalize_gramian
+from jaxmtl._checks import as_float, check, task_count
+from jaxmtl.aggregators._fair import fair_solution, fair_weights
+from jaxmtl.gramian import ScaledGramian, cosine_form
 from jaxmtl.method import weighted_method
-from jaxmtl.solvers import power_root
 
 
-def fairgrad_weights(gramian: jax.Array, *, alpha: float = 1.0, iters: int = 20,
-                     reg: float = 1e-6) -> jax.Array:
-    """FairGrad weights for any Gramian."""
-    p = 1.0 / alpha
-    g = jnp.asarray(gramian, jnp.float32)
-    tr = jnp.maximum(jnp.trace(g), 1e-30)
-    w = power_root(normalize_gramian(g) + reg * jnp.eye(g.shape[0]), p, iters=iters)
-    return w * tr ** (-1.0 / (1.0 + p))
+def fairgrad_weights(gramian: jax.Array | ScaledGramian, *, alpha: float | jax.Array = 1.0,
+                     num_iters: int | jax.Array = 20, reg: float | jax.Array = 1e-6) -> jax.Array:
+    """FairGrad weights from a Gramian of any origin; see :func:`fairgrad`."""
+    check("alpha", alpha, lambda v: v > 0, "positive")
+    cf = cosine_form(gramian)
+    p = 1.0 / as_float(alpha)
+    return fair_weights(cf, fair_solution(cf, p, reg, num_iters), p)
 
-def fairgrad(alpha: float = 1.0, *, iters: int = 20, reg: float = 1e-6,
+
+def fairgrad(alpha: float = 1.0, *, num_iters: int = 20, reg: float = 1e-6,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """FairGrad as an optax transformation (see the module docstring)."""
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
-    p = 1.0 / alpha
+    """FairGrad: alpha-fair resource allocation between the tasks.
 
-    def weight_fn(g, inner, *, t, scale, **_):
-        w = power_root(g + reg * jnp.eye(t), p, iters=iters)
-        return w * scale ** (-2.0 / (1.0 + p)), inner
+    Ban & Ji (2024), "Fair Resource Allocation in Multi-Task Learning". Update
+    rule: ``w > 0`` with ``(G w)_t = w_t^(-1/alpha)`` (the alpha-fair optimality
+    condition on the tasks' utilities ``g_t . d``), ``d = J^T w``. ``alpha = 1`` is
+    proportional fairness (Nash-MTL's condition, without its norm clipping);
+    ``alpha -> inf`` approaches max-min fairness. ``|d|`` scales as
+    ``s^(1 - 2/(1+p))`` (``p = 1/alpha``) when the gradients scale by ``s``; at
+    ``alpha = 1`` the update is invariant to a positive rescaling of each task's
+    gradient. Permutation invariant.
 
-    return weighted_method(weight_fn, name="fairgrad", num_tasks=num_tasks)
+    Solver: damped Newton (:func:`jaxmtl.solvers.power_root`, ``num_iters``
+    iterations) on the well-scaled form ``w_t = |g_t|^(-2/(1+p)) z_t``, where the
+    equation involves the cosine matrix plus ``reg * I`` and every row is of
+    order one whatever the gradient norms; the official code uses scipy's
+    ``least_squares`` from the uniform point.
 
+    Args:
+      alpha: the fairness parameter, ``1.0`` (positive).
+      num_iters: Newton iterations, ``20``.
+      reg: ridge on the cosine matrix, ``1e-6``.
+      num_tasks: when given, the task count is checked and the weights are
+        recorded in ``state.weights``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its public weighting is
+      :func:`fairgrad_weights`.
+    """
+    check("alpha", alpha, lambda v: v > 0, "positive")
+    check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")
+    check("reg", reg, lambda v: v >= 0, "non-negative")
+    t = task_count(num_tasks, "fairgrad")
+
+    def weight_fn(gram, state, **_):
+        return fairgrad_weights(gram, alpha=alpha, num_iters=num_iters, reg=reg), state
+
+    return weighted_method(weight_fn, name="fairgrad", num_tasks=t)

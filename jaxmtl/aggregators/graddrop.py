@@ -1,48 +1,66 @@
-"""GradDrop: drop each coordinate's gradients of the minority sign, at random.
-
-Chen et al. (2020), "Just Pick a Sign: Optimizing Deep Multitask Models with
-Gradient Sign Dropout". Update rule, per coordinate: the sign purity
-``P = 1/2 (1 + sum_t g_t / sum_t |g_t|)``, ``U ~ Uniform(0, 1)``; task ``t``'s
-gradient is kept where ``(P > U and g_t > 0)`` or ``(P < U and g_t < 0)``;
-``d = sum_t (leak_t + (1 - leak_t) mask_t) g_t``. ``leak`` (scalar or one per
-task, default ``0.0``) keeps that fraction of every gradient.
-
-The paper applies GradDrop to the gradients of a shared activation layer; like
-TorchJD, jaxmtl applies it to whatever stacked gradients it receives (pass
-representation gradients to reproduce the paper's placement). Coordinate-wise,
-so it exposes no Gramian weighting and records no task weights. The PRNG key is
-carried in the state (``seed``), split at every update.
-"""
+"""GradDrop: drop each coordinate's gradients of the minority sign, at random."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jaxmtl.gramian import num_tasks as _num_tasks
-from jaxmtl.method import MethodState
+from jaxmtl._checks import check, task_count
+from jaxmtl.gramian import update_dtype
+from jaxmtl.method import method, method_state, no_skips
 
 
-def graddrop(leak: float | Sequence[float] = 0.0, *, seed: int = 0,
+@method_state
+class GradDropState(NamedTuple):
+    """State of :func:`graddrop`."""
+
+    key: jax.Array          # PRNG key of the next masks
+    weights: None           # coordinate-wise: no task weights
+    skipped: jax.Array      # i32[]: non-finite steps skipped
+
+
+def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """GradDrop as an optax transformation (see the module docstring)."""
-    leak_arr = np.atleast_1d(np.asarray(leak, np.float32))
-    if leak_arr.ndim != 1 or np.any(leak_arr < 0) or np.any(leak_arr > 1):
-        raise ValueError(f"leak must be in [0, 1] (a scalar or one per task), got {leak!r}")
+    """GradDrop: drop each coordinate's gradients of the minority sign, at random.
 
-    def init(params):
+    Chen et al. (2020), "Just Pick a Sign: Optimizing Deep Multitask Models with
+    Gradient Sign Dropout". Update rule, per coordinate: the sign purity
+    ``P = 1/2 (1 + sum_t g_t / sum_t |g_t|)``, ``U ~ Uniform(0, 1)``; task ``t``'s
+    gradient is kept where ``(P > U and g_t > 0)`` or ``(P < U and g_t < 0)``;
+    ``d = sum_t (leak_t + (1 - leak_t) mask_t) g_t``.
+
+    The paper applies GradDrop to the gradients of a shared activation layer;
+    like TorchJD, jaxmtl applies it to whatever stacked gradients it receives
+    (pass representation gradients to reproduce the paper's placement).
+    Coordinate-wise, so it exposes no Gramian weighting and records no task
+    weights. A NaN or infinite gradient coordinate stays non-finite in the
+    update (so the step is skipped, see :mod:`jaxmtl.method`), with or without
+    ``jit``.
+
+    Args:
+      leak: the fraction of every gradient always kept, a scalar or one per task
+        in [0, 1], ``0.0``.
+      seed: seed of the PRNG key kept in the state (split at every update).
+      num_tasks: when given, the task count is checked.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`GradDropState`.
+    """
+    check("leak", leak, lambda v: (v >= 0) & (v <= 1), "in [0, 1] (a scalar or one per task)")
+    t_fixed = task_count(num_tasks, "graddrop")
+
+    def init_fn(params):
         del params
-        return MethodState(jax.random.PRNGKey(seed), None)
+        return GradDropState(jax.random.PRNGKey(seed), None, no_skips())
 
-    def update(task_grads, state, params=None, *, losses=None, **extra):
-        t = _num_tasks(task_grads, params=params, losses=losses, expected=num_tasks)
-        if leak_arr.size not in (1, t):
-            raise ValueError(f"leak has {leak_arr.size} entries for {t} tasks")
-        lk = jnp.broadcast_to(jnp.asarray(leak_arr), (t,))
-        key, sub = jax.random.split(state.inner)
+    def update_fn(task_grads, state, *, t, **_):
+        lk = jnp.asarray(leak, jnp.float32)
+        if lk.ndim > 1 or lk.size not in (1, t):
+            raise ValueError(f"leak has shape {lk.shape}: give a scalar or one value per task ({t})")
+        lk = jnp.broadcast_to(jnp.reshape(lk, (-1,)), (t,))
+        key, sub = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(task_grads)
         out = []
         for g, k in zip(leaves, jax.random.split(sub, len(leaves))):
@@ -52,7 +70,10 @@ def graddrop(leak: float | Sequence[float] = 0.0, *, seed: int = 0,
             u = jax.random.uniform(k, purity.shape)
             keep = ((purity > u) & (gf > 0)) | ((purity < u) & (gf < 0))
             coef = lk.reshape((t,) + (1,) * (gf.ndim - 1))
-            out.append(jnp.sum((coef + (1.0 - coef) * keep) * gf, axis=0).astype(g.dtype))
-        return jax.tree.unflatten(treedef, out), MethodState(key, None)
+            d = jnp.sum(jnp.where(keep, 1.0, coef) * gf, axis=0)
+            # a non-finite coordinate must not be masked away (XLA may fold 0 * nan to 0)
+            d = jnp.where(jnp.isfinite(total), d, total)
+            out.append(d.astype(update_dtype(g.dtype)))
+        return jax.tree.unflatten(treedef, out), state._replace(key=key)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return method(update_fn, init_fn, name="graddrop", num_tasks=t_fixed)

@@ -1,85 +1,91 @@
-"""MGDA: the min-norm point of the convex hull of the task gradients.
-
-Désidéri (2012), "Multiple-gradient descent algorithm (MGDA) for multiobjective
-optimization"; Sener & Koltun (2018), "Multi-Task Learning as Multi-Objective
-Optimization".
-
-Update rule: ``w = argmin_{w in simplex} w^T G w``, ``d = J^T w``. ``d`` is the
-shortest vector in the convex hull of the gradients; ``J d >= |d|^2 >= 0`` (no
-task's loss increases to first order) and ``d = 0`` exactly at Pareto-stationary
-points. Linear under positive scaling, permutation invariant.
-
-``normalization`` (Sener & Koltun's gradient normalisers): ``'none'`` (default,
-TorchJD), ``'l2'`` (``g_t / |g_t|``), ``'loss'`` (``g_t / L_t``) or ``'loss+'``
-(``g_t / (L_t |g_t|)``); the weights are computed on the normalised gradients
-and applied to the original ones, as in the paper's code (LibMTL applies them
-to the normalised gradients instead). The loss-based ones need ``losses``.
-
-MGDA-UB (the paper's "upper bound" variant): pass the Gramian of the
-gradients with respect to the shared representation as the ``gramian=`` extra
-argument (see :func:`jaxmtl.representation_gramian`).
-
-Solver: exact active-set simplex QP (:func:`jaxmtl.solvers.simplex_qp`) on the
-trace-normalised Gramian plus ``reg * I`` (default ``1e-6``), instead of the
-Frank-Wolfe loop of the reference implementations (which stops at a tolerance
-of 1e-3 to 1e-5 and so returns slightly different weights for ``T > 2``).
-"""
+"""MGDA: the min-norm point of the convex hull of the task gradients."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import normalize_gramian, task_norms
+from jaxmtl._checks import as_float, check, one_of, task_count
+from jaxmtl.gramian import ScaledGramian, cosine_form
 from jaxmtl.method import weighted_method
 from jaxmtl.solvers import simplex_qp
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 
-def mgda_weights(gramian: jax.Array, *, reg: float = 1e-6) -> jax.Array:
-    """MGDA weights (on the simplex) from any Gramian ``J J^T``."""
-    g = normalize_gramian(gramian)
-    return simplex_qp(g + reg * jnp.eye(g.shape[0]))
-
-
-def gradient_normalizers(gramian: jax.Array, losses: jax.Array | None, normalization: str) -> jax.Array:
-    """Sener & Koltun's per-task normalisers ``n_t`` (the gradients become ``g_t / n_t``)."""
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    t = gramian.shape[0]
-    if normalization == "none":
-        return jnp.ones((t,), jnp.float32)
-    if normalization in ("loss", "loss+") and losses is None:
-        raise ValueError(f"normalization={normalization!r} needs the task losses")
-    norms = task_norms(jnp.asarray(gramian, jnp.float32))
-    if normalization == "l2":
-        return norms
-    if normalization == "loss":
-        return jnp.asarray(losses, jnp.float32)
-    return jnp.asarray(losses, jnp.float32) * norms
+def mgda_weights(gramian: jax.Array | ScaledGramian, *, normalization: str = "none",
+                 losses: jax.Array | None = None, reg: float | jax.Array = 1e-6) -> jax.Array:
+    """MGDA weights (on the simplex) from a Gramian of any origin; see :func:`mgda`."""
+    one_of("normalization", normalization, NORMALIZATIONS)
+    cf = cosine_form(gramian)
+    t = cf.cos.shape[0]
+    # Sener & Koltun's normalisers m_t: the weights are computed for the gradients g_t / m_t,
+    # whose relative norms are n_t / m_t
+    norms = jnp.where(cf.alive, 1.0, 0.0) if normalization in ("l2", "loss+") else cf.norms
+    if normalization in ("loss", "loss+"):
+        if losses is None:
+            raise ValueError(f"mgda: normalization={normalization!r} needs the task losses")
+        m = jnp.abs(jnp.asarray(losses, jnp.float32))
+        ok = jnp.isfinite(m) & (m > 0)
+        norms = jnp.where(ok, norms / jnp.where(ok, m, 1.0), 0.0)
+        norms = norms / jnp.maximum(jnp.max(norms), 1e-30)
+    alive = norms > 0
+    # a zero gradient is the min-norm point: all weight on it
+    dead = jnp.argmax(~alive)
+    # in v = N w the problem is min v^T C v over v >= 0, sum_t v_t / n_t = 1
+    a = jnp.where(alive, jnp.min(jnp.where(alive, norms, jnp.inf)) / jnp.where(alive, norms, 1.0), 1.0)
+    v = simplex_qp(cf.cos + as_float(reg) * jnp.eye(t), a=a)
+    w = jnp.where(alive, v / jnp.where(alive, norms, 1.0), 0.0)  # the normalised norms, not cf's
+    w = w / jnp.maximum(jnp.sum(w), 1e-30)
+    return jnp.where(jnp.all(alive), w, jax.nn.one_hot(dead, t))
 
 
 def mgda(normalization: str = "none", *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """MGDA as an optax transformation (see the module docstring).
+    """MGDA: the min-norm point of the convex hull of the task gradients.
+
+    Désidéri (2012), "Multiple-gradient descent algorithm (MGDA) for
+    multiobjective optimization"; Sener & Koltun (2018), "Multi-Task Learning as
+    Multi-Objective Optimization".
+
+    Update rule: ``w = argmin_{w in simplex} w^T G w``, ``d = J^T w``. ``d`` is the
+    shortest vector in the convex hull of the gradients; ``J d >= |d|^2 >= 0`` (no
+    task's loss increases to first order) and ``d = 0`` exactly at
+    Pareto-stationary points. Linear under positive scaling, permutation
+    invariant.
+
+    Solver: the QP is solved exactly (active set, :func:`jaxmtl.solvers.simplex_qp`)
+    in the variables ``v_t = |g_t| w_t``, where its matrix is the cosine matrix
+    plus ``reg * I``: a ridge relative to each task's own norm, so gradient norms
+    that differ by many orders of magnitude lose no accuracy (the reference
+    implementations run Frank-Wolfe on ``G`` to a tolerance of 1e-3 to 1e-5).
+
+    MGDA-UB (Sener & Koltun's "upper bound"): pass the Gramian of the gradients
+    with respect to the shared representation as the ``gramian=`` extra argument
+    (see :func:`jaxmtl.representation_gramian`).
 
     Args:
-      normalization: gradient normaliser, one of ``'none'``, ``'l2'``, ``'loss'``, ``'loss+'``.
-      reg: ridge added to the trace-normalised Gramian (keeps the QP well-posed
-        for identical or colinear gradients).
-      num_tasks: when given, the input's task count is checked and the weights
-        are recorded in ``state.weights``.
+      normalization: Sener & Koltun's gradient normaliser: ``'none'`` (default,
+        TorchJD), ``'l2'`` (``g_t / |g_t|``), ``'loss'`` (``g_t / L_t``) or
+        ``'loss+'`` (``g_t / (L_t |g_t|)``). The weights are computed on the
+        normalised gradients and applied to the original ones, as in the paper's
+        code (LibMTL applies them to the normalised gradients). The loss-based
+        ones need ``losses``.
+      reg: ridge on the cosine matrix, ``1e-6`` (keeps the QP well-posed for
+        identical or colinear gradients).
+      num_tasks: when given, the task count is checked and the weights are
+        recorded in ``state.weights``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``; its public weighting is
+      :func:`mgda_weights`.
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    one_of("normalization", normalization, NORMALIZATIONS)
+    check("reg", reg, lambda v: v >= 0, "non-negative")
+    t = task_count(num_tasks, "mgda")
 
-    def weight_fn(g, inner, *, losses, **_):
-        n = gradient_normalizers(g, losses, normalization)
-        ok = jnp.isfinite(n) & (n > 0)
-        inv = jnp.where(ok, 1.0 / jnp.where(ok, n, 1.0), 0.0)
-        w = mgda_weights(g * inv[:, None] * inv[None, :], reg=reg)
-        return w, inner
+    def weight_fn(gram, state, *, losses, **_):
+        return mgda_weights(gram, normalization=normalization, losses=losses, reg=reg), state
 
-    return weighted_method(weight_fn, name="mgda", num_tasks=num_tasks,
+    return weighted_method(weight_fn, name="mgda", num_tasks=t,
                            needs_losses=normalization in ("loss", "loss+"))

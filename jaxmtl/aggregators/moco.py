@@ -1,53 +1,76 @@
-"""MoCo: multi-objective gradient with bias correction by tracking.
-
-Fernando et al. (2023), "Mitigating Gradient Bias in Multi-objective Learning:
-A Provably Convergent Approach". Update rule at step ``k`` (LibMTL's form):
-each task gradient is rescaled to norm ``L_t`` (``h_t = L_t g_t / (|g_t| + 1e-8)``),
-tracked by ``y_t <- y_t - beta_k (y_t - h_t)`` with ``beta_k = beta / k^beta_sigma``;
-the weights follow ``lambda <- softmax(lambda - gamma_k (Y Y^T + rho I) lambda)``,
-``gamma_k = gamma / k^gamma_sigma``; ``d = Y^T lambda``. Defaults (LibMTL):
-``beta = 0.5, beta_sigma = 0.5, gamma = 0.1, gamma_sigma = 0.5, rho = 0``.
-
-Needs ``losses``; keeps the ``T`` tracked gradients in the state (``T`` times the
-parameters' memory), so ``num_tasks`` is required and ``init`` needs the
-parameters. ``state.weights`` records ``lambda`` (the weights of ``Y``, not of
-the current Jacobian).
-"""
+"""MoCo: multi-objective gradient with bias correction by tracking."""
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.aggregators._buffers import check_inputs, scale_rows, stacked_zeros
-from jaxmtl.gramian import (combine, require_num_tasks, scaled_gramian,
-                            task_grad_norms)
-from jaxmtl.method import MethodState
+from jaxmtl._checks import as_float, check, task_count
+from jaxmtl.aggregators._buffers import cast_like, check_buffer, scale_rows, stacked_zeros
+from jaxmtl.gramian import combine, scaled_gramian, task_grad_norms
+from jaxmtl.method import initial_weights, method, method_state, no_skips
 
 
-def moco(beta: float = 0.5, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_sigma: float = 0.5,
-         rho: float = 0.0, *, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """MoCo as an optax transformation (see the module docstring)."""
-    t = require_num_tasks(num_tasks, "moco", "its state tracks one gradient per task")
+@method_state
+class MoCoState(NamedTuple):
+    """State of :func:`moco`."""
 
-    def init(params):
-        inner = {"y": stacked_zeros(params, t), "step": jnp.zeros((), jnp.int32)}
-        return MethodState(inner, jnp.full((t,), 1.0 / t, jnp.float32))
+    tracked: Any            # the tracked gradients y_t: params' structure, leaves f32[T, *shape]
+    step: jax.Array         # i32[]: updates so far
+    weights: jax.Array      # f32[T]: lambda, the weights of the tracked gradients
+    skipped: jax.Array      # i32[]: non-finite steps skipped
 
-    def update(task_grads, state, params=None, *, losses=None, **extra):
-        check_inputs("moco", state.inner["y"], task_grads, t, params=params, losses=losses,
-                     needs_losses=True)
-        step = state.inner["step"] + 1
+
+def moco(beta: float = 0.5, *, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_sigma: float = 0.5,
+         rho: float = 0.0, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
+    """MoCo: multi-objective gradient with bias correction by tracking.
+
+    Fernando et al. (2023), "Mitigating Gradient Bias in Multi-objective
+    Learning: A Provably Convergent Approach". Update rule at step ``k``
+    (LibMTL's form): each task gradient is rescaled to norm ``L_t``
+    (``h_t = L_t g_t / (|g_t| + 1e-8)``), tracked by
+    ``y_t <- y_t - beta_k (y_t - h_t)`` with ``beta_k = beta / k^beta_sigma``; the
+    weights follow ``lambda <- softmax(lambda - gamma_k (Y Y^T + rho I) lambda)``,
+    ``gamma_k = gamma / k^gamma_sigma``; ``d = Y^T lambda``.
+
+    Needs ``losses``; keeps the ``T`` tracked gradients in the state (``T`` times
+    the parameters' memory), so ``num_tasks`` is required and ``init`` needs the
+    parameters. ``state.weights`` records ``lambda`` (the weights of ``Y``, not
+    of the current Jacobian).
+
+    Args:
+      beta: tracking rate, ``0.5``; ``beta_sigma``: its decay exponent, ``0.5``.
+      gamma: step size of the weights, ``0.1``; ``gamma_sigma``: its decay exponent, ``0.5``.
+      rho: ridge of the weights' objective, ``0.0``. (Defaults: LibMTL.)
+      num_tasks: the number of tasks (required).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`MoCoState`.
+    """
+    for name, value in (("beta", beta), ("beta_sigma", beta_sigma), ("gamma", gamma),
+                        ("gamma_sigma", gamma_sigma), ("rho", rho)):
+        check(name, value, lambda v: v >= 0, "non-negative")
+    t = task_count(num_tasks, "moco", "its state tracks one gradient per task")
+
+    def init_fn(params):
+        return MoCoState(stacked_zeros(params, t, "moco"), jnp.zeros((), jnp.int32),
+                         initial_weights(t), no_skips())
+
+    def update_fn(task_grads, state, *, losses, **_):
+        check_buffer("moco", state.tracked, task_grads)
+        step = state.step + 1
         k = step.astype(jnp.float32)
         norms = task_grad_norms(task_grads)
-        h = scale_rows(jnp.asarray(losses, jnp.float32) / (norms + 1e-8), task_grads)
-        b = beta / k**beta_sigma
-        y = jax.tree.map(lambda y, h: y - b * (y - h), state.inner["y"], h)
+        h = scale_rows(losses / (norms + 1e-8), task_grads)
+        b = as_float(beta) / k ** as_float(beta_sigma)
+        y = jax.tree.map(lambda y, h: y - b * (y - h), state.tracked, h)
         gy, s = scaled_gramian(y)
         s2 = jnp.minimum(s**2, jnp.finfo(jnp.float32).max)  # no 0 * inf for losses near 1e30
-        grad = jnp.clip((gy @ state.weights) * s2 + rho * state.weights, -1e30, 1e30)
-        lam = jax.nn.softmax(state.weights - gamma / k**gamma_sigma * grad)
-        upd = jax.tree.map(lambda u, g: u.astype(g.dtype), combine(lam, y), task_grads)
-        return upd, MethodState({"y": y, "step": step}, lam)
+        lam = state.weights
+        grad = jnp.clip((gy @ lam) * s2 + as_float(rho) * lam, -1e30, 1e30)
+        lam = jax.nn.softmax(lam - as_float(gamma) / k ** as_float(gamma_sigma) * grad)
+        return cast_like(combine(lam, y), task_grads), MoCoState(y, step, lam, state.skipped)
 
-    return optax.GradientTransformationExtraArgs(init, update)
+    return method(update_fn, init_fn, name="moco", num_tasks=t, needs_losses=True)

@@ -1,16 +1,17 @@
 """Loss weightings: one file per method; weights computed from the task losses."""
-from jaxmtl.weighting.dwa import dwa
-from jaxmtl.weighting.famo import famo
+from jaxmtl.weighting.dwa import DWAState, dwa
+from jaxmtl.weighting.famo import FAMOState, famo
 from jaxmtl.weighting.geometric_mean import geometric_mean
-from jaxmtl.weighting.gradnorm import gradnorm
-from jaxmtl.weighting.imtl_l import imtl_l
+from jaxmtl.weighting.gradnorm import GradNormState, gradnorm
+from jaxmtl.weighting.imtl_l import IMTLLState, imtl_l
 from jaxmtl.weighting.linear import linear
-from jaxmtl.weighting.rlw import rlw
+from jaxmtl.weighting.rlw import RLWState, rlw
 from jaxmtl.weighting.scale_invariant import scale_invariant
 from jaxmtl.weighting.stch import stch
-from jaxmtl.weighting.uncertainty import uncertainty
+from jaxmtl.weighting.uncertainty import UncertaintyState, uncertainty
 from jaxmtl.weighting.uw_optimal import uw_optimal
 from jaxmtl.weighting.uw_so import uw_so
 
-__all__ = ["dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw", "scale_invariant",
+__all__ = ["DWAState", "FAMOState", "GradNormState", "IMTLLState", "RLWState", "UncertaintyState",
+           "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw", "scale_invariant",
            "stch", "uncertainty", "uw_optimal", "uw_so"]

@@ -1,47 +1,69 @@
-"""DWA: dynamic weight average.
-
-Liu et al. (2019), "End-to-End Multi-Task Learning with Attention". Update
-rule: with the mean losses of the two previous epochs, ``r_t = L_t(k-1) /
-L_t(k-2)`` and ``w = T softmax(r / temperature)``; ``w = 1`` until two epochs
-are complete. ``temperature = 2.0`` (paper). ``steps_per_epoch = n`` averages the
-losses over each block of ``n`` updates (the paper's per-epoch variant);
-``steps_per_epoch = 1`` (default) uses the previous two steps' losses (the
-per-step variant). The window lives in the state (``num_tasks`` required).
-Needs ``losses``.
-"""
+"""DWA: dynamic weight average."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import require_num_tasks
-from jaxmtl.method import weighted_method
+from jaxmtl._checks import as_float, check, task_count
+from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
 from jaxmtl.weighting._losses import positive
 
 
-def dwa(temperature: float = 2.0, steps_per_epoch: int = 1, *,
+@method_state
+class DWAState(NamedTuple):
+    """State of :func:`dwa`."""
+
+    history: jax.Array      # f32[2, T]: the mean losses of the two previous epochs
+    epochs: jax.Array       # i32[]: completed epochs
+    loss_sum: jax.Array     # f32[T]: the sum of the losses of the current epoch
+    count: jax.Array        # i32[]: updates in the current epoch
+    weights: jax.Array      # f32[T]: the last weights
+    skipped: jax.Array      # i32[]: non-finite steps skipped
+
+
+def dwa(temperature: float = 2.0, *, steps_per_epoch: int = 1,
         num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """DWA as an optax transformation (see the module docstring)."""
-    t = require_num_tasks(num_tasks, "dwa", "its state holds a window of per-task losses")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    """DWA: dynamic weight average.
 
-    def init_inner():
-        return {"history": jnp.ones((2, t)), "epochs": jnp.zeros((), jnp.int32),
-                "sum": jnp.zeros((t,)), "count": jnp.zeros((), jnp.int32)}
+    Liu et al. (2019), "End-to-End Multi-Task Learning with Attention". Update
+    rule: with the mean losses of the two previous epochs,
+    ``r_t = L_t(k-1) / L_t(k-2)`` and ``w = T softmax(r / temperature)``; ``w = 1``
+    until two epochs are complete.
 
-    def weight_fn(g, inner, *, losses, **_):
-        hist = inner["history"]
+    Args:
+      temperature: ``2.0`` (paper).
+      steps_per_epoch: averages the losses over each block of ``n`` updates (the
+        paper's per-epoch variant); ``1`` (default) uses the previous two steps'
+        losses (the per-step variant).
+      num_tasks: the number of tasks (required: the loss window is state).
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`DWAState`.
+    """
+    check("temperature", temperature, lambda v: v > 0, "positive")
+    check("steps_per_epoch", steps_per_epoch, lambda v: v >= 1, "a positive integer")
+    t = task_count(num_tasks, "dwa", "its state holds a window of per-task losses")
+
+    def init_fn(params):
+        del params
+        return DWAState(jnp.ones((2, t), jnp.float32), jnp.zeros((), jnp.int32),
+                        jnp.zeros((t,), jnp.float32), jnp.zeros((), jnp.int32),
+                        initial_weights(t, 1.0), no_skips())
+
+    def weight_fn(gram, state, *, t, losses, **_):
+        del gram
+        hist = state.history
         ratio = positive(hist[1]) / positive(hist[0])
-        w = jnp.where(inner["epochs"] >= 2, t * jax.nn.softmax(ratio / temperature), 1.0)
-        total, count = inner["sum"] + losses, inner["count"] + 1
+        w = jnp.where(state.epochs >= 2, t * jax.nn.softmax(ratio / as_float(temperature)), 1.0)
+        total, count = state.loss_sum + losses, state.count + 1
         done = count >= steps_per_epoch
-        new_hist = jnp.where(done, jnp.stack([hist[1], total / count]), hist)
-        return w, {"history": new_hist, "epochs": inner["epochs"] + done.astype(jnp.int32),
-                   "sum": jnp.where(done, 0.0, total), "count": jnp.where(done, 0, count)}
+        return w, state._replace(
+            history=jnp.where(done, jnp.stack([hist[1], total / count]), hist),
+            epochs=state.epochs + done.astype(jnp.int32),
+            loss_sum=jnp.where(done, 0.0, total), count=jnp.where(done, 0, count))
 
-    return weighted_method(weight_fn, name="dwa", num_tasks=t, init_inner=init_inner,
+    return weighted_method(weight_fn, name="dwa", num_tasks=t, init_fn=init_fn,
                            uses_gramian=False, needs_losses=True)

@@ -1,52 +1,62 @@
-"""Fixed linear scalarisation: equal weighting (EW), unit scalarisation, fixed weights.
-
-Update rule: ``d = sum_t w_t g_t`` (``reduction='sum'``) or ``(1/T) sum_t w_t g_t``
-(``reduction='mean'``), with ``w_t = 1`` by default. ``linear()`` is EW, the
-sum of the task losses (Elich et al. 2023); ``linear(reduction='mean')`` is the
-"unitary scalarisation" of Kurin et al. (2022) and Gama & Grassi (2025), the
-mean of the task losses; ``linear(weights=...)`` uses fixed weights (e.g. the
-mean weights of a specialised optimiser's run, Gama & Grassi section 5).
-The update is linear in the gradients and invariant to permuting the tasks
-together with their weights.
-"""
+"""Fixed linear scalarisation: equal weighting (EW), unit scalarisation, fixed weights."""
 from __future__ import annotations
 
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmtl.method import weighted_method
+from jaxmtl._checks import concrete, one_of, task_count, task_vector
+from jaxmtl.method import WeightsState, initial_weights, no_skips, weighted_method
 
-_REDUCTIONS = ("sum", "mean")
+REDUCTIONS = ("sum", "mean")
 
 
-def linear(weights: Sequence[float] | None = None, reduction: str = "sum", *,
+def linear(weights: Sequence[float] | jax.Array | None = None, *, reduction: str = "sum",
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """Fixed task weights as an optax transformation (see the module docstring).
+    """Fixed task weights: EW, unit scalarisation, or any fixed weighting.
+
+    Update rule: ``d = sum_t w_t g_t`` (``reduction='sum'``) or
+    ``(1/T) sum_t w_t g_t`` (``'mean'``), with ``w_t = 1`` by default. ``linear()``
+    is EW, the sum of the task losses (Elich et al. 2023); ``linear(reduction='mean')``
+    is the "unitary scalarisation" of Kurin et al. (2022) and Gama & Grassi
+    (2025), the mean of the task losses; ``linear(weights=...)`` uses fixed
+    weights (e.g. the mean weights of a specialised optimiser's run, Gama &
+    Grassi section 5). Linear in the gradients; invariant to permuting the
+    tasks together with their weights.
 
     Args:
       weights: one non-negative, finite weight per task (default: all ones).
-      reduction: ``'sum'`` or ``'mean'`` (divides by ``T``).
-      num_tasks: task count to check (implied by ``weights`` when given); also
-        records the weights in ``state.weights``.
+      reduction: ``'sum'`` (default) or ``'mean'`` (divides by ``T``).
+      num_tasks: when given, the task count is checked; the weights are recorded
+        in ``state.weights`` when ``num_tasks`` or ``weights`` is given.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
     """
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    fixed = None
+    one_of("reduction", reduction, REDUCTIONS)
+    t = task_count(num_tasks, "linear")
+    record = t
     if weights is not None:
-        fixed = np.asarray(weights, np.float32)
-        if fixed.ndim != 1 or fixed.size == 0:
-            raise ValueError(f"weights must be a non-empty 1-D sequence, got shape {fixed.shape}")
-        if not np.all(np.isfinite(fixed)):
-            raise ValueError("weights must be finite")
-        if num_tasks is not None and num_tasks != fixed.size:
-            raise ValueError(f"{fixed.size} weights given for num_tasks={num_tasks}")
-        num_tasks = fixed.size
+        shape = np.shape(weights) if concrete(weights) is not None else weights.shape
+        v = concrete(weights)
+        if len(shape) != 1 or shape[0] == 0 or (
+                v is not None and not (np.all(np.isfinite(v)) and np.all(v >= 0))):
+            raise ValueError(f"weights must be a non-empty 1-D sequence of non-negative, finite "
+                             f"numbers, got {weights!r}")
+        record = shape[0]
+        if t is not None and t != record:
+            raise ValueError(f"{record} weights given for num_tasks={t}")
 
-    def weight_fn(g, inner, *, t, **_):
-        w = jnp.ones((t,), jnp.float32) if fixed is None else jnp.asarray(fixed)
-        return (w / t if reduction == "mean" else w), inner
+    def init_fn(params):
+        del params
+        return WeightsState(initial_weights(record), no_skips())
 
-    return weighted_method(weight_fn, name="linear", num_tasks=num_tasks, uses_gramian=False)
+    def weight_fn(gram, state, *, t, **_):
+        del gram
+        w = jnp.ones((t,), jnp.float32) if weights is None else task_vector("weights", weights, t)
+        return (w / t if reduction == "mean" else w), state
+
+    return weighted_method(weight_fn, name="linear", num_tasks=t, init_fn=init_fn, uses_gramian=False)

@@ -1,23 +1,31 @@
-"""SI: the sum of log losses (scale-invariant loss).
-
-Listed as "SI" by Gama & Grassi (2025) (after Navon et al. 2022's baseline).
-Update rule: ``L = sum_t log L_t``, so ``d = sum_t g_t / L_t`` (weights ``1/L_t``,
-losses floored at 1e-12). Multiplying a task's loss by ``a > 0`` multiplies its
-gradient by ``a`` and its weight by ``1/a``: the update is invariant to
-positive loss scaling, for every parameter. Needs ``losses``.
-"""
+"""SI: the sum of log losses (scale-invariant loss)."""
 from __future__ import annotations
 
+import jax
 import optax
 
 from jaxmtl.weighting._losses import loss_weighting, positive
 
 
-def inverse_loss_weights(losses):
-    """``1 / L_t``, the weights of the sum of log losses."""
+def inverse_loss_weights(losses: jax.Array) -> jax.Array:
+    """``1 / L_t``, the weights of the sum of log losses (losses floored at 1e-12)."""
     return 1.0 / positive(losses)
 
 
 def scale_invariant(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """SI as an optax transformation (see the module docstring)."""
+    """SI: the sum of log losses.
+
+    Listed as "SI" by Gama & Grassi (2025) (after Navon et al. 2022's baseline).
+    Update rule: ``L = sum_t log L_t``, so ``d = sum_t g_t / L_t`` (losses floored
+    at 1e-12). Multiplying a task's loss by ``a > 0`` multiplies its gradient by
+    ``a`` and its weight by ``1/a``: the update is invariant to positive loss
+    scaling, for every parameter. Needs ``losses``.
+
+    Args:
+      num_tasks: when given, the task count is checked and the weights are
+        recorded in ``state.weights``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+    """
     return loss_weighting(inverse_loss_weights, name="scale_invariant", num_tasks=num_tasks)

@@ -1,12 +1,4 @@
-"""UW-O: uncertainty weighting at its analytical optimum.
-
-Elich et al. (Paper A), after Kendall et al. (2018): for an L1 (Laplace)
-likelihood the optimal scale is ``sigma_t = L_t``, so the total loss is
-``sum_t L_t / stopgrad(L_t)`` and ``d = sum_t g_t / L_t`` (losses floored at
-1e-12). Invariant to positive scaling of any task's loss, for every
-parameter (the gradient is the one of SI, :func:`jaxmtl.scale_invariant`).
-Needs ``losses``.
-"""
+"""UW-O: uncertainty weighting at its analytical optimum."""
 from __future__ import annotations
 
 import optax
@@ -16,5 +8,20 @@ from jaxmtl.weighting.scale_invariant import inverse_loss_weights
 
 
 def uw_optimal(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
-    """UW-O as an optax transformation (see the module docstring)."""
+    """UW-O: uncertainty weighting at its analytical optimum.
+
+    Elich et al. (Paper A), after Kendall et al. (2018): for an L1 (Laplace)
+    likelihood the optimal scale is ``sigma_t = L_t``, so the total loss is
+    ``sum_t L_t / stopgrad(L_t)`` and ``d = sum_t g_t / L_t`` (losses floored at
+    1e-12). Invariant to positive scaling of any task's loss, for every
+    parameter (the gradient is the one of SI, :func:`jaxmtl.scale_invariant`).
+    Needs ``losses``.
+
+    Args:
+      num_tasks: when given, the task count is checked and the weights are
+        recorded in ``state.weights``.
+
+    Returns:
+      An ``optax.GradientTransformationExtraArgs``.
+    """
     return loss_weighting(inverse_loss_weights, name="uw_optimal", num_tasks=num_tasks)

@@ -20,8 +20,8 @@ import types
 import jax
 
 import jaxmtl
-from jaxmtl.bench import overhead
-from jaxmtl.bench.common import median_time, shared_mask
+from benchmarks import overhead
+from benchmarks.common import median_time, shared_mask
 
 
 def _torch_modules(kind: str, t: int):

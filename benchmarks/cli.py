@@ -1,4 +1,4 @@
-"""Command line of ``python -m jaxmtl.bench``: runs the sections, prints and writes Markdown."""
+"""Command line of ``python -m benchmarks``: runs the sections, prints and writes Markdown."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +6,9 @@ import datetime
 from pathlib import Path
 
 
-from jaxmtl.bench import jacobian_cost, overhead, solvers, torch_side
-from jaxmtl.bench.common import METHODS, lenet_problem, machine, mlp_problem
+from benchmarks import jacobian_cost, overhead, solvers, torch_side
+from benchmarks.common import METHODS, lenet_problem, machine, mlp_problem
+from jaxmtl import registry
 
 SECTIONS = ("overhead", "jacobian", "solvers", "torch")
 TITLES = {"overhead": "Method overhead (full train step)",
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", type=int, default=[2, 10, 40])
     parser.add_argument("--jacobian-tasks", nargs="+", type=int, default=[2, 10, 40, 128])
     parser.add_argument("--solver-tasks", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=list(registry.METHODS))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-lenet", action="store_true", help="skip the MultiLeNet problem")
     parser.add_argument("--out", default=None, help="write the Markdown report here")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 
 import jaxmtl
-from jaxmtl.bench.common import median_time, mlp_problem, peak_bytes, shared_mask
+from benchmarks.common import median_time, mlp_problem, peak_bytes, shared_mask
 
 MODES = {
     "full, one vmap": dict(shared=None, chunk_size=None),

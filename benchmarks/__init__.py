@@ -1,7 +1,7 @@
 """Benchmarks: every figure a ratio against a baseline run in the same process.
 
-    python -m jaxmtl.bench [--sections overhead jacobian solvers torch] [--tasks 2 10 40]
-                           [--repeats 10] [--out benchmarks/RESULTS.md] [--quick]
+    python -m benchmarks [--sections overhead jacobian solvers torch] [--tasks 2 10 40]
+                      [--repeats 10] [--out benchmarks/RESULTS.md] [--quick]
 
 Sections (each a module here):
 
@@ -20,6 +20,6 @@ Timings are medians of ``--repeats`` calls after a warm-up (compilation
 excluded). SDMGrad and MoDo get the main batch's Jacobian as their two extra
 batches, so their rows time the aggregation, not the two extra backward passes.
 """
-from jaxmtl.bench.cli import main
+from benchmarks.cli import main
 
 __all__ = ["main"]

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 import jaxmtl
-from jaxmtl.bench.common import WEIGHTINGS, median_time
+from benchmarks.common import WEIGHTINGS, median_time
 
 OURS = dict(WEIGHTINGS, cagrad=functools.partial(jaxmtl.cagrad_weights, rescale=0))
 """CAGrad without the final rescaling, to compare weights with TorchJD's."""

@@ -6,31 +6,35 @@ import platform
 import statistics
 import time
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
-import jaxmtl
+from jaxmtl import registry
 
-NEEDS_T = {"gradvac", "moco", "db_mtl", "excess_mtl", "sdmgrad", "modo"}
-EXTRA_BATCHES = {"sdmgrad", "modo"}
-WEIGHTINGS = {
-    "mgda": jaxmtl.mgda_weights, "upgrad": jaxmtl.upgrad_weights, "dualproj": jaxmtl.dualproj_weights,
-    "imtl_g": jaxmtl.imtl_g_weights, "aligned_mtl": jaxmtl.aligned_mtl_weights,
-    "config": jaxmtl.config_weights, "cagrad": jaxmtl.cagrad_weights,
-    "nash_mtl": jaxmtl.nash_mtl_weights, "fairgrad": jaxmtl.fairgrad_weights,
-    "pcgrad": lambda g: jaxmtl.pcgrad_weights(g, jax.random.PRNGKey(0)),
-}
-"""Gramian weightings (stateless), timed alone and used by the Gramian-only path."""
-METHODS = ["linear", "mgda", "pcgrad", "upgrad", "dualproj", "imtl_g", "aligned_mtl", "config",
+METHODS = ["ew", "mgda", "pcgrad", "upgrad", "dualproj", "imtl_g", "aligned_mtl", "con_fig",
            "cagrad", "nash_mtl", "fairgrad", "graddrop", "gradvac", "moco", "db_mtl", "excess_mtl",
            "sdmgrad", "modo"]
+"""The methods timed by default: EW and every gradient aggregator (any registry name is accepted)."""
+EXTRA_BATCHES = {m.name for m in registry.entries() if m.extra_batches}
+
+
+def _weighting(m: registry.MethodInfo):
+    fn = functools.partial(m.weights, **m.kwargs)
+    return (lambda g: fn(g, jax.random.PRNGKey(0))) if m.random else fn
+
+
+WEIGHTINGS = {m.name: _weighting(m) for m in registry.entries(kind="gramian")
+              if m.name != "gradvac" and not m.needs_losses}
+"""The registry's Gramian weightings, timed alone and used by the Gramian-only path (PCGrad
+with a fixed key; not GradVac, which needs its targets, nor those that need the losses)."""
 
 
 def make_method(name: str, t: int):
-    """The optax transformation ``jaxmtl.<name>`` with its defaults (``num_tasks`` where needed)."""
-    factory = getattr(jaxmtl, name)
-    return factory(num_tasks=t) if name in NEEDS_T else factory()
+    """The registry's method ``name`` for ``t`` tasks."""
+    return registry.build(name, num_tasks=t)
 
 
 def median_time(fn, *args, repeats: int) -> float:

@@ -12,7 +12,7 @@ import jax
 import optax
 
 import jaxmtl
-from jaxmtl.bench.common import (EXTRA_BATCHES, WEIGHTINGS, make_method, median_time, shared_mask)
+from benchmarks.common import (EXTRA_BATCHES, WEIGHTINGS, make_method, median_time, shared_mask)
 
 
 def _adam_step(grads_fn, params):
@@ -41,7 +41,7 @@ def gramian_path_step(losses, params, weighting):
 def method_step(losses, params, name: str, t: int):
     """Jacobian of the shared leaves, ``jaxmtl.<name>`` under ``partition``, Adam."""
     shared = shared_mask(params)
-    method = jaxmtl.linear(reduction="mean") if name == "mean" else make_method(name, t)
+    method = make_method(name, t)
     tx = optax.chain(jaxmtl.partition(method, shared), optax.adam(1e-3))
     grads_fn = jaxmtl.value_and_jacobian(losses, shared=shared)
 

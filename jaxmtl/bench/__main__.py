@@ -1,3 +1,0 @@
-from jaxmtl.bench.cli import main
-
-raise SystemExit(main())
