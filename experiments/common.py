@@ -18,7 +18,7 @@ import optax
 from tqdm import tqdm
 
 import jaxmtl
-from experiments.optimizers import OPTIMIZERS, make_optimizer
+from experiments.optimizers import make_optimizer
 from jaxmtl import registry
 from jaxmtl.data import MultiFashion, batches
 from jaxmtl.method import recorded_weights

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmtl._checks import task_count
 from jaxmtl.gramian import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
 
 _STATE_TYPES: set[type] = set()
@@ -165,6 +166,23 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
         return combine(w, task_grads), state
 
     return method(update_fn, init_fn, name=name, num_tasks=num_tasks, needs_losses=needs_losses)
+
+
+def gramian_method(weights_fn: Callable[..., jax.Array], *, name: str, num_tasks: Any = None,
+                   needs_losses: bool = False, **hyperparams: Any) -> optax.GradientTransformationExtraArgs:
+    """A stateless Gramian method: ``update = combine(weights_fn(G, **hyperparams), J)``.
+
+    ``weights_fn`` is the method's public weighting (given the Gramian in
+    :class:`ScaledGramian` form, and ``losses=`` when ``needs_losses``): the single
+    source of truth of both paths.
+    """
+
+    def weight_fn(gram, state, *, losses, **_):
+        extra = {"losses": losses} if needs_losses else {}
+        return weights_fn(gram, **extra, **hyperparams), state
+
+    return weighted_method(weight_fn, name=name, num_tasks=task_count(num_tasks, name),
+                           needs_losses=needs_losses)
 
 
 def _override(gramian: Any, t: int) -> ScaledGramian:

@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl._checks import one_of, task_count
+from jaxmtl._checks import one_of
 from jaxmtl.aggregators._dual_cone import preference
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -71,9 +71,5 @@ def aligned_mtl(scale_mode: str = "min", *, pref: jax.Array | None = None,
       :func:`aligned_mtl_weights`.
     """
     one_of("scale_mode", scale_mode, SCALE_MODES)
-    t = task_count(num_tasks, "aligned_mtl")
-
-    def weight_fn(gram, state, **_):
-        return aligned_mtl_weights(gram, pref, scale_mode=scale_mode), state
-
-    return weighted_method(weight_fn, name="aligned_mtl", num_tasks=t)
+    return gramian_method(aligned_mtl_weights, name="aligned_mtl", num_tasks=num_tasks, pref=pref,
+                          scale_mode=scale_mode)

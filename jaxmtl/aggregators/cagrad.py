@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl._checks import as_float, check, task_count
+from jaxmtl._checks import as_float, check
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 from jaxmtl.solvers import simplex_qp
 
 RESCALES = (0, 1, 2)
@@ -88,9 +88,5 @@ def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 20, reg: float 
     check("rescale", rescale, lambda v: (v == 0) | (v == 1) | (v == 2), "0, 1 or 2")
     check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")
     check("reg", reg, lambda v: v >= 0, "non-negative")
-    t = task_count(num_tasks, "cagrad")
-
-    def weight_fn(gram, state, **_):
-        return cagrad_weights(gram, c=c, rescale=rescale, num_iters=num_iters, reg=reg), state
-
-    return weighted_method(weight_fn, name="cagrad", num_tasks=t)
+    return gramian_method(cagrad_weights, name="cagrad", num_tasks=num_tasks, c=c, rescale=rescale,
+                          num_iters=num_iters, reg=reg)

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl._checks import check, task_count
+from jaxmtl._checks import check
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 
 def con_fig_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Array = 1e-4) -> jax.Array:
@@ -51,9 +51,4 @@ def con_fig(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.Gradi
       :func:`con_fig_weights`.
     """
     check("rcond", rcond, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
-    t = task_count(num_tasks, "con_fig")
-
-    def weight_fn(gram, state, **_):
-        return con_fig_weights(gram, rcond=rcond), state
-
-    return weighted_method(weight_fn, name="con_fig", num_tasks=t)
+    return gramian_method(con_fig_weights, name="con_fig", num_tasks=num_tasks, rcond=rcond)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import jax
 import optax
 
-from jaxmtl._checks import check, task_count
+from jaxmtl._checks import check
 from jaxmtl.aggregators._dual_cone import preference, project
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 
 def dualproj_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = None, *,
@@ -43,9 +43,4 @@ def dualproj(pref: jax.Array | None = None, *, reg: float = 1e-4,
       :func:`dualproj_weights`.
     """
     check("reg", reg, lambda v: v >= 0, "non-negative")
-    t = task_count(num_tasks, "dualproj")
-
-    def weight_fn(gram, state, **_):
-        return dualproj_weights(gram, pref, reg=reg), state
-
-    return weighted_method(weight_fn, name="dualproj", num_tasks=t)
+    return gramian_method(dualproj_weights, name="dualproj", num_tasks=num_tasks, pref=pref, reg=reg)

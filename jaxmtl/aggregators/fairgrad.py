@@ -4,10 +4,10 @@ from __future__ import annotations
 import jax
 import optax
 
-from jaxmtl._checks import as_float, check, task_count
+from jaxmtl._checks import as_float, check
 from jaxmtl.aggregators._fair import fair_solution, fair_weights
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 
 def fairgrad_weights(gramian: jax.Array | ScaledGramian, *, alpha: float | jax.Array = 1.0,
@@ -52,9 +52,5 @@ def fairgrad(alpha: float = 1.0, *, num_iters: int = 20, reg: float = 1e-6,
     check("alpha", alpha, lambda v: v > 0, "positive")
     check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")
     check("reg", reg, lambda v: v >= 0, "non-negative")
-    t = task_count(num_tasks, "fairgrad")
-
-    def weight_fn(gram, state, **_):
-        return fairgrad_weights(gram, alpha=alpha, num_iters=num_iters, reg=reg), state
-
-    return weighted_method(weight_fn, name="fairgrad", num_tasks=t)
+    return gramian_method(fairgrad_weights, name="fairgrad", num_tasks=num_tasks, alpha=alpha,
+                          num_iters=num_iters, reg=reg)

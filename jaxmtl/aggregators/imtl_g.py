@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl._checks import check, task_count
+from jaxmtl._checks import check
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 
 def imtl_g_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Array = 1e-4) -> jax.Array:
@@ -49,9 +49,4 @@ def imtl_g(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.Gradie
       :func:`imtl_g_weights`.
     """
     check("rcond", rcond, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
-    t = task_count(num_tasks, "imtl_g")
-
-    def weight_fn(gram, state, **_):
-        return imtl_g_weights(gram, rcond=rcond), state
-
-    return weighted_method(weight_fn, name="imtl_g", num_tasks=t)
+    return gramian_method(imtl_g_weights, name="imtl_g", num_tasks=num_tasks, rcond=rcond)

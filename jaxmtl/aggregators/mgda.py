@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl._checks import as_float, check, one_of, task_count
+from jaxmtl._checks import as_float, check, one_of
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 from jaxmtl.solvers import simplex_qp
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -82,10 +82,5 @@ def mgda(normalization: str = "none", *, reg: float = 1e-6,
     """
     one_of("normalization", normalization, NORMALIZATIONS)
     check("reg", reg, lambda v: v >= 0, "non-negative")
-    t = task_count(num_tasks, "mgda")
-
-    def weight_fn(gram, state, *, losses, **_):
-        return mgda_weights(gram, normalization=normalization, losses=losses, reg=reg), state
-
-    return weighted_method(weight_fn, name="mgda", num_tasks=t,
-                           needs_losses=normalization in ("loss", "loss+"))
+    return gramian_method(mgda_weights, name="mgda", num_tasks=num_tasks, normalization=normalization,
+                          reg=reg, needs_losses=normalization in ("loss", "loss+"))

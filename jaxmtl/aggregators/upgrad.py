@@ -4,10 +4,10 @@ from __future__ import annotations
 import jax
 import optax
 
-from jaxmtl._checks import check, task_count
+from jaxmtl._checks import check
 from jaxmtl.aggregators._dual_cone import preference, project_each
 from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import weighted_method
+from jaxmtl.method import gramian_method
 
 
 def upgrad_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = None, *,
@@ -56,9 +56,4 @@ def upgrad(pref: jax.Array | None = None, *, reg: float = 1e-4,
       :func:`upgrad_weights`.
     """
     check("reg", reg, lambda v: v >= 0, "non-negative")
-    t = task_count(num_tasks, "upgrad")
-
-    def weight_fn(gram, state, **_):
-        return upgrad_weights(gram, pref, reg=reg), state
-
-    return weighted_method(weight_fn, name="upgrad", num_tasks=t)
+    return gramian_method(upgrad_weights, name="upgrad", num_tasks=num_tasks, pref=pref, reg=reg)

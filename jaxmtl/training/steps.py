@@ -26,7 +26,7 @@ def make_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformati
     ``apply_fn(variables, images, train=..., rngs=...)`` returns ``(T, B, ...)``
     outputs; ``tasks`` keeps a subset of them (single-task training: ``(t,)``).
     Per-task gradients come from :func:`jaxmtl.value_and_jacobian` with the
-    ``shared`` mask (pair it with :func:`jaxmtl.make_optimizer` and the same mask).
+    ``shared`` mask (pair it with :func:`jaxmtl.partition` and the same mask).
     """
     keep = None if tasks is None else jnp.asarray(tasks)
 
