@@ -17,8 +17,8 @@ Conventions
   unique (rank-deficient ``J``, zero rows) ``w`` is *one* valid choice and only ``d`` is
   the exact answer; the functions say which.
 * Inputs for which the exact answer is not defined or not unique raise ``ValueError``.
-  ``RuntimeError`` means a solver failed its own optimality check (it should not happen;
-  it would flag a near-degenerate input).
+  ``RuntimeError`` means a solver failed its own optimality check (a near-degenerate
+  input, or FairGrad weights outside the float64 range for a large ``alpha``).
 
 Numerics
 --------
@@ -34,9 +34,11 @@ eigendecomposed. Rows are split into norms ``n_t`` and unit rows ``u_t`` (``U``,
   ``KKT_TOL``. Linear (in)dependence of a subset of unit rows is decided by
   ``RANK_TOL`` on its singular values (absolute, the rows being unit vectors).
 * IMTL-G and ConFIG: QR of ``U^T``.
-* Nash-MTL and FairGrad: damped Newton on the convex potential, in the variables
-  ``beta = D w`` (Nash: ``C beta = 1/beta``; FairGrad: ``C beta = n^(p-1) beta^(-p)``),
-  with a Jacobi-scaled Hessian solve, to a componentwise relative residual < 1e-13.
+* Nash-MTL and FairGrad: damped Newton (exact line search) on the convex potential,
+  in the variables ``beta = D w`` (Nash: ``C beta = 1/beta``; FairGrad:
+  ``C beta = n^(p-1) beta^(-p)``, ``p = 1/alpha``, reached by continuation in ``p``
+  from Nash), Jacobi-scaled Hessian solves; accepted only below a componentwise
+  relative residual of 1e-12 (typically reached: ~1e-15).
 * Aligned-MTL: the singular values and vectors of ``J`` by one-sided (Hestenes) Jacobi on
   the columns of ``J^T``, which has high relative accuracy for column-scaled matrices
   (Demmel & Veselic 1992): small singular values of an ill-scaled ``J`` keep their
@@ -51,10 +53,22 @@ import numpy as np
 from scipy import linalg as sla
 
 __all__ = [
-    "RANK_TOL", "KKT_TOL",
-    "mgda", "upgrad", "dualproj", "project_dual_cone", "imtl_g", "cagrad", "nash_mtl",
-    "fairgrad", "con_fig", "aligned_mtl", "pcgrad", "singular_values", "jacobi_svd",
+    "KKT_TOL",
+    "RANK_TOL",
+    "aligned_mtl",
+    "cagrad",
+    "con_fig",
+    "dualproj",
+    "fairgrad",
+    "imtl_g",
+    "jacobi_svd",
+    "mgda",
+    "nash_mtl",
+    "pcgrad",
+    "project_dual_cone",
     "row_norms",
+    "singular_values",
+    "upgrad",
 ]
 
 RANK_TOL = 1e-10   # singular values of a set of unit rows below this: linearly dependent
@@ -205,7 +219,7 @@ def mgda(J, reg=0.0):
         return J.T @ w, w
     T, P = J.shape
     _check_size(T, "mgda")
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     w = np.zeros(T)
     if np.any(n == 0):
         w[int(np.argmax(n == 0))] = 1.0
@@ -286,7 +300,7 @@ def project_dual_cone(J, x):
     if x.shape != (J.shape[1],):
         raise ValueError(f"x must have shape ({J.shape[1]},), got {x.shape}")
     _check_size(J.shape[0], "project_dual_cone")
-    n, s, U = _unit_rows(J)
+    _, s, U = _unit_rows(J)
     y, mu = _cone_min(U, _Faces(U), x)
     return y, mu / s
 
@@ -304,11 +318,11 @@ def dualproj(J, pref=None, reg_eps=0.0):
     (``reg_eps = 1e-4``); ``d = J^T w`` with those weights.
     """
     J = _jacobian(J)
-    T, P = J.shape
+    T = J.shape[0]
     _check_size(T, "dualproj")
     p = _pref(pref, T)
     Jq = _ridge(J, reg_eps)
-    n, s, U = _unit_rows(Jq)
+    _, s, U = _unit_rows(Jq)
     d, mu = _cone_min(U, _Faces(U), Jq.T @ p)
     w = p + mu / s
     return (d if Jq is J else J.T @ w), w
@@ -323,11 +337,11 @@ def upgrad(J, pref=None, reg_eps=0.0):
     ``reg_eps``: as :func:`dualproj` (TorchJD's conditioning; 0 = the exact method).
     """
     J = _jacobian(J)
-    T, P = J.shape
+    T = J.shape[0]
     _check_size(T, "upgrad")
     p = _pref(pref, T)
     Jq = _ridge(J, reg_eps)
-    n, s, U = _unit_rows(Jq)
+    _, s, U = _unit_rows(Jq)
     faces = _Faces(U)
     d = np.zeros(Jq.shape[1])
     w = p.copy()
@@ -348,7 +362,7 @@ def imtl_g(J):
     zero projections); otherwise ``ValueError``.
     """
     J = _jacobian(J)
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     _require_nonzero_rows(n, "imtl_g")
     _require_full_row_rank(U, "imtl_g")
     Q, R = np.linalg.qr(U.T)
@@ -368,7 +382,7 @@ def con_fig(J):
     Uses ``g_t . e = n_t / |d_u|`` (exact, as ``u_t . d_u = 1``).
     """
     J = _jacobian(J)
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     _require_nonzero_rows(n, "con_fig")
     _require_full_row_rank(U, "con_fig")
     Q, R = np.linalg.qr(U.T)
@@ -395,7 +409,7 @@ def cagrad(J, c=0.4, rescale=1):
     ``d = 0`` is optimal iff 0 is in the hull and ``dist(g0, {x : J x >= 0}) <= kappa``.
     """
     J = _jacobian(J)
-    T, P = J.shape
+    T = J.shape[0]
     _check_size(T, "cagrad")
     c = float(c)
     if not (math.isfinite(c) and c >= 0):
@@ -615,8 +629,7 @@ def nash_mtl(J, max_norm=1.0):
     gradients, e.g. opposite gradients) ``ValueError``.
     """
     J = _jacobian(J)
-    T, P = J.shape
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     _require_nonzero_rows(n, "nash_mtl")
     _require_improving_direction(U, "nash_mtl")
     beta = _power_root(U, n, 1.0, "nash_mtl")
@@ -646,12 +659,11 @@ def fairgrad(J, alpha=1.0):
     less accurate than 1e-10 there.
     """
     J = _jacobian(J)
-    T, P = J.shape
     alpha = float(alpha)
     if not (math.isfinite(alpha) and alpha > 0):
         raise ValueError(f"fairgrad: alpha must be > 0, got {alpha}")
     p = 1.0 / alpha
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     _require_nonzero_rows(n, "fairgrad")
     _require_improving_direction(U, "fairgrad")
     beta = _power_root(U, n, p, "fairgrad")
@@ -671,7 +683,7 @@ def jacobi_svd(A, tol=1e-15, max_sweeps=100):
     (rotating noise against the other columns would never converge).
     """
     A = np.array(A, dtype=np.float64, copy=True)
-    m, k = A.shape
+    k = A.shape[1]
     V = np.eye(k)
     mass0 = row_norms(A.T)
 
@@ -714,7 +726,7 @@ def singular_values(J):
     return jacobi_svd(_jacobian(J).T)[0]
 
 
-def aligned_mtl(J, scale_mode="min", pref=None, lower_median=False):
+def aligned_mtl(J, scale_mode="min", pref=None, lower_median=False, eig_rtol=None):
     """Aligned-MTL: ``w = B p``, ``B = s V diag(lam^-1/2) V^T`` on the nonzero eigenvalues.
 
     ``G = V diag(lam) V^T``; ``s = sqrt(min lam)`` (``'min'``), ``sqrt(median lam)``
@@ -726,19 +738,22 @@ def aligned_mtl(J, scale_mode="min", pref=None, lower_median=False):
 
     Supports every ``J``: the rank is that of the nonzero unit rows (``RANK_TOL``),
     ``J = 0`` gives zeros. For repeated nonzero eigenvalues ``V`` is not unique but
-    ``B`` and ``d`` are.
+    ``B`` and ``d`` are. ``eig_rtol``: also drop the eigenvalues below ``eig_rtol *
+    max(lam)``, the official code's float32 rank masking (``T * eps_float32``).
     """
     J = _jacobian(J)
     T, P = J.shape
     if scale_mode not in ("min", "median", "rmse"):
         raise ValueError(f"aligned_mtl: scale_mode must be 'min', 'median' or 'rmse', got {scale_mode!r}")
     p = _pref(pref, T)
-    n, s_, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     live = U[n > 0]
     rank = int(np.sum(np.linalg.svd(live, compute_uv=False) > RANK_TOL)) if len(live) else 0
     if rank == 0:
         return np.zeros(P), np.zeros(T)
     sigma, Z, V = jacobi_svd(J.T)          # J^T V = Z diag(sigma)  =>  J = V diag(sigma) Z^T
+    if eig_rtol is not None:
+        rank = min(rank, int(np.sum(sigma**2 > eig_rtol * sigma[0] ** 2)))
     sigma, Z, V = sigma[:rank], Z[:, :rank], V[:, :rank]
     lam = sigma ** 2
     if scale_mode == "min":
@@ -772,7 +787,7 @@ def pcgrad(J, orders=None):
         orders = [[j for j in range(T) if j != i] for i in range(T)]
     if len(orders) != T:
         raise ValueError(f"pcgrad: need one order per task ({T}), got {len(orders)}")
-    n, s, U = _unit_rows(J)
+    n, _, U = _unit_rows(J)
     d = np.zeros(P)
     w = np.zeros(T)
     for i, order in enumerate(orders):

@@ -177,7 +177,7 @@ def test_qp_kkt(k):
     p = np.random.default_rng(k).uniform(0.2, 1.0, size=T)
     d, w = E.dualproj(J, pref=p)
     kkt_lower(J, w, p, 1e-11)
-    du, wu = E.upgrad(J)
+    du = E.upgrad(J)[0]
     parts = [E.dualproj(J, pref=np.eye(T)[i] / T) for i in range(T)]
     np.testing.assert_allclose(du, sum(x[0] for x in parts), rtol=1e-12, atol=1e-14)
     assert np.all(J @ du >= -1e-11 * np.linalg.norm(J, axis=1) * np.linalg.norm(du))
@@ -259,7 +259,7 @@ def test_aligned_mtl_structure():
         inv = np.linalg.inv(R.T) / n[None, :]
         np.testing.assert_allclose(sig[-1], 1 / np.linalg.norm(inv, 2), rtol=1e-12)
         # the aligned Jacobian B J has orthogonal rows of norm s: (B J)(B J)^T = s^2 I
-        _, Z, V = E.jacobi_svd(J.T)
+        V = E.jacobi_svd(J.T)[2]
         B = sig[-1] * (V / sig) @ V.T
         BJ = B @ J
         np.testing.assert_allclose(BJ @ BJ.T, sig[-1] ** 2 * np.eye(T), atol=1e-12 * sig[-1] ** 2)
@@ -313,7 +313,7 @@ def test_value_errors():
     with pytest.raises(ValueError):
         E.imtl_g(U * np.array([1.0, 1.0, -y[2] / (y[0] + y[1])])[:, None])
     # defined for duplicated (rank-deficient) gradients: Nash alpha = 1/(sqrt(2)|g|)
-    d, w = E.nash_mtl(dup, max_norm=0)
+    _d, w = E.nash_mtl(dup, max_norm=0)
     np.testing.assert_allclose(w, [1 / np.sqrt(2) / np.sqrt(14), 1 / np.sqrt(2) / np.sqrt(56)], rtol=1e-14)
     for bad in (np.zeros((0, 3)), np.array([1.0, 2.0]), np.array([[np.nan, 1.0]])):
         with pytest.raises(ValueError):
@@ -331,6 +331,37 @@ def test_degenerate_supported():
     # CAGrad: 0 in the hull and dist(g0 = 0, cone) = 0 -> d = g0 = 0
     np.testing.assert_allclose(E.cagrad(opposite)[0], 0, atol=1e-16)
     np.testing.assert_array_equal(E.aligned_mtl(np.zeros((2, 3)))[0], 0)
+
+
+def test_cagrad_zero_in_hull():
+    c = 0.5
+    # 0 in the hull and g0 = (0, 1/3) in the dual cone {x1 = 0, x2 >= 0}: J^T w* = 0, d = g0
+    J = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(E.cagrad(J, c=c, rescale=0)[0], J.mean(0), atol=1e-16)
+    # 0 in the hull but the dual cone is {0}: dist(g0, cone) = |g0| > kappa, w* = e_3
+    J = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -3.0]])
+    d, w = E.cagrad(J, c=c, rescale=0)
+    np.testing.assert_allclose(d, [0.0, -0.5 + 0.5 * c], atol=1e-15)
+    np.testing.assert_allclose(J.T @ w, d, atol=1e-15)
+    # T > P, 0 not in the hull
+    J = np.array([[1.0, 0.2], [0.3, 1.0], [1.0, 1.0], [2.0, -0.1]])
+    d, w = E.cagrad(J, c=c, rescale=0)
+    x = (w - 1 / 4) / np.sum(w - 1 / 4)
+    g0 = J.mean(0)
+    kappa = c * np.linalg.norm(g0)
+    gw = J.T @ x
+    np.testing.assert_allclose(np.min(J @ d), gw @ g0 + kappa * np.linalg.norm(gw), rtol=1e-12)
+
+
+def test_ridge_options_and_dual_cone_projection():
+    y, lam = E.project_dual_cone(np.array([[1.0, 0.0, 0.0]]), np.array([-2.0, 1.0, 3.0]))
+    np.testing.assert_allclose(y, [0.0, 1.0, 3.0], atol=1e-15)
+    np.testing.assert_allclose(lam, [2.0])
+    # ridge variants = the same QPs on G / tr(G) + eps I (checked against the closed form, T = 2)
+    G = REF_J @ REF_J.T
+    Gr = G / np.trace(G) + 1e-6 * np.eye(2)
+    a = (Gr[1, 1] - Gr[0, 1]) / (Gr[0, 0] + Gr[1, 1] - 2 * Gr[0, 1])
+    np.testing.assert_allclose(E.mgda(REF_J, reg=1e-6)[1], [a, 1 - a], rtol=1e-13)
 
 
 # --------------------------------------------------------------------------- 60-digit cross-check

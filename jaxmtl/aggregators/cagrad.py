@@ -14,7 +14,7 @@ RESCALES = (0, 1, 2)
 
 
 def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array = 0.4,
-                   rescale: int | jax.Array = 1, num_iters: int | jax.Array = 20,
+                   rescale: int | jax.Array = 1, num_iters: int | jax.Array = 40,
                    reg: float | jax.Array = 1e-6) -> jax.Array:
     """CAGrad weights from a Gramian of any origin (``d = J^T w``); see :func:`cagrad`."""
     check("c", c, lambda v: v >= 0, "non-negative")
@@ -31,24 +31,39 @@ def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array =
     alive = cf.alive
     a = jnp.where(alive, jnp.min(jnp.where(alive, n, jnp.inf)) / jnp.where(alive, n, 1.0), 1.0)
 
-    def mm(_, v):
-        # majorise-minimise: sqrt(x) <= x / (2 t_k) + t_k / 2 with t_k = |g_{w_k}|
-        tk = jnp.sqrt(jnp.maximum(v @ q @ v, 1e-30))
-        return simplex_qp((kappa / tk) * q, cnb, a=a, x0=v)
+    # the optimum satisfies t = |g_w(t)|, w(t) the exact solution of the majorised QP
+    #   min_w g_w . g0 + kappa |g_w|^2 / (2 t)
+    # (majorise-minimise iterates that fixed point, slowly when the norms are graded);
+    # |g_w(t)| - t changes sign once, so bisection on log t finds it.
+    hi = 1.0 / jnp.min(a)                           # the longest vertex, in v units
+    lo = hi * 1e-15
+
+    def solve(tau, v):
+        return simplex_qp((kappa / tau) * q, cnb, a=a, x0=v)
+
+    def bisect(_, carry):
+        lo, hi, v = carry
+        mid = jnp.sqrt(lo * hi)
+        v = solve(mid, v)
+        above = jnp.sqrt(jnp.maximum(v @ q @ v, 0.0)) > mid
+        return jnp.where(above, mid, lo), jnp.where(above, hi, mid), v
 
     v0 = n * b                                      # the uniform weights, on the simplex
     v0 = v0 / jnp.maximum(a @ v0, 1e-30)
-    v = jax.lax.fori_loop(0, num_iters, mm, v0)
+    lo, hi, v = jax.lax.fori_loop(0, num_iters, bisect, (lo, hi, v0))
+    v = solve(jnp.sqrt(lo * hi), v)
     w = cf.from_units(v)
     w = w / jnp.maximum(jnp.sum(w), 1e-30)          # the simplex point in weight space
-    norm = jnp.sqrt(jnp.maximum((n * w) @ cf.cos @ (n * w), 0.0))
-    ok = norm > 1e-6 * jnp.maximum(kappa, 1e-30)
+    norm = jnp.sqrt(jnp.maximum((n * w) @ cf.cos @ (n * w), 0.0))     # |g_w*|, however small
+    # g_w* = 0 (0 in the hull) is told from round-off in the scale-free v, not against kappa:
+    # a g_w* of tiny tasks is tiny but its direction is exact
+    ok = jnp.sqrt(jnp.maximum(v @ cf.cos @ v, 0.0)) > 1e-5 * jnp.sqrt(v @ v)
     lam = jnp.where(ok, kappa / jnp.where(ok, norm, 1.0), 0.0)
     divisor = jnp.stack([jnp.ones_like(c), 1.0 + c**2, 1.0 + c])[jnp.asarray(rescale)]
     return (b + lam * w) / divisor
 
 
-def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 20, reg: float = 1e-6,
+def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 40, reg: float = 1e-6,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """CAGrad: conflict-averse gradient descent.
 
