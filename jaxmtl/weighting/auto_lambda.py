@@ -38,6 +38,11 @@ def auto_lambda_grad(task_grads: Any, val_grad: Any, *, virtual_lr: float | jax.
     ``dL_val(theta'(lambda))/dlambda`` exactly: the quantity Auto-Lambda's finite
     difference (:func:`auto_lambda_fd_grad`) approximates.
     """
+    if jax.tree.structure(task_grads) != jax.tree.structure(val_grad):
+        raise ValueError(
+            "auto_lambda: val_grad and task_grads have different tree structures (under "
+            "jaxmtl.partition the method sees the shared leaves only): give auto_lambda the full "
+            "Jacobian, or pass meta_grad= computed with jaxmtl.auto_lambda_grad on the full model")
     stacked = jax.tree.map(lambda v: jnp.asarray(v)[None], val_grad)
     return -as_float(virtual_lr) * cross_gramian(task_grads, stacked)[:, 0]
 
