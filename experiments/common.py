@@ -25,9 +25,10 @@ from jaxmtl.method import recorded_weights
 from jaxmtl.models import MultiLeNet, shared_mask, task_of
 from jaxmtl.training import ResultStore, atomic_write, delta_m, evaluate, make_eval_step, make_train_step
 
-METHODS = [m.name for m in registry.entries() if not m.extra_batches]
-"""The registry's methods a study can train by name (all but SDMGrad and MoDo, which need two
-extra batches per step)."""
+METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
+"""The registry's methods a study can train by name with the generic train step (all but SDMGrad
+and MoDo, which need two extra batches per step, and Auto-Lambda, which needs held-out gradients:
+``jaxmtl.make_auto_lambda_step``)."""
 
 
 def build_method(name: str, num_tasks: int, seed: int = 0) -> optax.GradientTransformation:

@@ -10,13 +10,16 @@ models, training loops and analysis of the studies live in the sub-packages
 extra) and ``jaxmtl.analysis``.
 """
 from jaxmtl import registry
-from jaxmtl.aggregators import (DBMTLState, ExcessMTLState, GradDropState, GradVacState, MoCoState,
-                                NashMTLState, PCGradState, aligned_mtl, aligned_mtl_weights, cagrad,
-                                cagrad_weights, con_fig, con_fig_weights, db_mtl, dualproj,
-                                dualproj_weights, excess_mtl, fairgrad, fairgrad_weights, graddrop,
-                                gradvac, gradvac_weights, imtl_g, imtl_g_weights, mgda, mgda_weights,
-                                moco, modo, nash_mtl, nash_mtl_weights, pcgrad, pcgrad_weights, sdmgrad,
-                                upgrad, upgrad_weights)
+from jaxmtl.aggregators import (CDTTState, DBMTLState, ExcessMTLState, GradDropState, GradVacState,
+                                IMTLState, MoCoState, NashMTLState, PCGradState, RotoGradState, aligned_mtl,
+                                aligned_mtl_weights, cagrad, cagrad_weights, cdtt, cdtt_weights, con_fig,
+                                con_fig_weights, db_mtl, dualproj, dualproj_weights, edm, edm_weights,
+                                excess_mtl, fairgrad, fairgrad_weights, graddrop, gradvac, gradvac_weights,
+                                imtl, imtl_g, imtl_g_weights, imtl_weights, mgda, mgda_weights, moco, modo,
+                                nash_mtl, nash_mtl_weights, pcgrad, pcgrad_weights, rotograd,
+                                rotograd_weights, sdmgrad, upgrad, upgrad_weights)
+from jaxmtl.aggregators.rotograd import (RotoGradStepState, make_rotograd_step, rotate, rotation_loss,
+                                         rotation_matrices)
 from jaxmtl.gramian import (CosineForm, ScaledGramian, combine, cosine_form, cross_gramian, gramian,
                             num_tasks, scaled_gramian)
 from jaxmtl.gramian_path import weighted_value_and_grad
@@ -26,26 +29,33 @@ from jaxmtl.method import (WeightsState, find_method_state, method, method_state
                            weighted_method)
 from jaxmtl.optim import adatask, mtl_io, per_task, signum
 from jaxmtl.partition import PartitionState, partition
-from jaxmtl.weighting import (DWAState, FAMOState, GradNormState, IMTLLState, RLWState, UncertaintyState,
-                              dwa, famo, geometric_mean, gradnorm, imtl_l, linear, rlw, scale_invariant,
-                              stch, uncertainty, uw_optimal, uw_so)
+from jaxmtl.weighting import (AutoLambdaState, DWAState, FAMOState, GradNormState, IMTLLState, RLWState,
+                              UncertaintyState, auto_lambda, dwa, famo, geometric_mean, gradnorm, imtl_l, linear,
+                              rlw, scale_invariant, stch, uncertainty, uw_optimal, uw_so)
+from jaxmtl.weighting.auto_lambda import (auto_lambda_fd_grad, auto_lambda_grad, make_auto_lambda_step,
+                                          virtual_step)
 from jaxmtl.wrappers import MultiStepsState, SkipNonfiniteState, multi_steps, skip_nonfinite
 
 __version__ = "0.2.0"
 
 __all__ = [
     # gradient aggregators and their Gramian weightings
-    "aligned_mtl", "aligned_mtl_weights", "cagrad", "cagrad_weights", "con_fig", "con_fig_weights",
-    "db_mtl", "dualproj", "dualproj_weights", "excess_mtl", "fairgrad", "fairgrad_weights", "graddrop",
-    "gradvac", "gradvac_weights", "imtl_g", "imtl_g_weights", "mgda", "mgda_weights", "moco", "modo",
-    "nash_mtl", "nash_mtl_weights", "pcgrad", "pcgrad_weights", "sdmgrad", "upgrad", "upgrad_weights",
+    "aligned_mtl", "aligned_mtl_weights", "cagrad", "cagrad_weights", "cdtt", "cdtt_weights", "con_fig",
+    "con_fig_weights", "db_mtl", "dualproj", "dualproj_weights", "edm", "edm_weights", "excess_mtl",
+    "fairgrad", "fairgrad_weights", "graddrop", "gradvac", "gradvac_weights", "imtl", "imtl_g",
+    "imtl_g_weights", "imtl_weights", "mgda", "mgda_weights", "moco", "modo", "nash_mtl",
+    "nash_mtl_weights", "pcgrad", "pcgrad_weights", "rotograd", "rotograd_weights", "sdmgrad", "upgrad",
+    "upgrad_weights",
     # loss weightings
-    "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw", "scale_invariant", "stch",
-    "uncertainty", "uw_optimal", "uw_so",
+    "auto_lambda", "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw",
+    "scale_invariant", "stch", "uncertainty", "uw_optimal", "uw_so",
+    # methods that need more than stacked gradients: their pieces and train steps
+    "auto_lambda_fd_grad", "auto_lambda_grad", "make_auto_lambda_step", "virtual_step",
+    "RotoGradStepState", "make_rotograd_step", "rotate", "rotation_loss", "rotation_matrices",
     # method states
-    "DBMTLState", "DWAState", "ExcessMTLState", "FAMOState", "GradDropState", "GradNormState",
-    "GradVacState", "IMTLLState", "MoCoState", "NashMTLState", "PCGradState", "RLWState",
-    "UncertaintyState", "WeightsState",
+    "AutoLambdaState", "CDTTState", "DBMTLState", "DWAState", "ExcessMTLState", "FAMOState",
+    "GradDropState", "GradNormState", "GradVacState", "IMTLLState", "IMTLState", "MoCoState",
+    "NashMTLState", "PCGradState", "RLWState", "RotoGradState", "UncertaintyState", "WeightsState",
     # Jacobians and Gramians
     "CosineForm", "ScaledGramian", "combine", "cosine_form", "cross_gramian", "gramian", "jacobian",
     "num_tasks", "representation_gramian", "scaled_gramian", "value_and_jacobian",

@@ -18,6 +18,11 @@ Kinds:
 * ``'loss'``: loss weightings, which minimise ``sum_t w_t L_t`` (their heads are
   weighted too, see :func:`jaxmtl.partition`'s ``task_of``).
 
+Needs: ``needs_losses``, ``needs_num_tasks``, ``extra_batches``
+(``extra_task_grads``), ``extra_args`` (other extra arguments of ``update``
+without which the method does not do what its paper does, e.g. Auto-Lambda's
+``val_grad``), ``random`` (a PRNG key in the state).
+
 Claimed properties (each tested for every entry that claims it):
 
 * ``non_conflicting``: ``J d >= 0`` (up to the method's documented ridge);
@@ -61,6 +66,7 @@ class MethodInfo:
     needs_losses: bool = False
     needs_num_tasks: bool = False
     extra_batches: bool = False
+    extra_args: tuple[str, ...] = ()
     random: bool = False
     non_conflicting: bool = False
     scale: str | None = None
@@ -110,6 +116,12 @@ def _entries() -> dict[str, MethodInfo]:
         MethodInfo("mgda_loss_plus", "MGDA (loss+)", agg.mgda, g, "Sener & Koltun 2018",
                    kwargs={"normalization": "loss+"}, weights=agg.mgda_weights, needs_losses=True,
                    scale="linear", one_task_identity=True, full_rank_only=True),
+        MethodInfo("edm", "EDM", agg.edm, g, "Katrutsa et al. 2020", weights=agg.edm_weights,
+                   non_conflicting=True, scale="linear", task_scale="direction", one_task_identity=True,
+                   full_rank_only=True),
+        MethodInfo("cdtt", "CDTT", agg.cdtt, g, "Nakamura et al. 2022", weights=agg.cdtt_weights,
+                   needs_losses=True, needs_num_tasks=True, permutation=None, one_task_identity=True,
+                   full_rank_only=True),
         MethodInfo("pcgrad", "PCGrad", agg.pcgrad, g, "Yu et al. 2020", weights=agg.pcgrad_weights,
                    random=True, scale="linear", permutation="distribution", one_task_identity=True),
         MethodInfo("upgrad", "UPGrad", agg.upgrad, g, "Quinton & Rey 2024", weights=agg.upgrad_weights,
@@ -118,6 +130,9 @@ def _entries() -> dict[str, MethodInfo]:
                    weights=agg.dualproj_weights, non_conflicting=True, scale="linear", one_task_identity=True),
         MethodInfo("imtl_g", "IMTL-G", agg.imtl_g, g, "Liu et al. 2021", weights=agg.imtl_g_weights,
                    scale="linear", task_scale="direction", one_task_identity=True, full_rank_only=True),
+        MethodInfo("imtl", "IMTL", agg.imtl, g, "Liu et al. 2021", weights=agg.imtl_weights,
+                   needs_losses=True, needs_num_tasks=True, scale="linear", task_scale="direction",
+                   one_task_identity=True, full_rank_only=True),
         MethodInfo("aligned_mtl", "Aligned-MTL", agg.aligned_mtl, g, "Senushkin et al. 2023",
                    weights=agg.aligned_mtl_weights, scale="linear", one_task_identity=True,
                    full_rank_only=True),
@@ -130,6 +145,9 @@ def _entries() -> dict[str, MethodInfo]:
                    task_scale="invariant", full_rank_only=True),
         MethodInfo("fairgrad", "FairGrad", agg.fairgrad, g, "Ban & Ji 2024", weights=agg.fairgrad_weights,
                    non_conflicting=True, scale="invariant", task_scale="invariant", full_rank_only=True),
+        MethodInfo("rotograd", "RotoGrad (scaling)", agg.rotograd, g, "Javaloy & Valera 2022",
+                   weights=agg.rotograd_weights, needs_num_tasks=True, scale="linear", task_scale="direction",
+                   one_task_identity=True),
         MethodInfo("graddrop", "GradDrop", agg.graddrop, "coordinate", "Chen et al. 2020", random=True,
                    permutation="distribution", one_task_identity=True),
         MethodInfo("gradvac", "GradVac", agg.gradvac, g, "Wang et al. 2021", weights=agg.gradvac_weights,
@@ -159,6 +177,8 @@ def _entries() -> dict[str, MethodInfo]:
                    needs_num_tasks=True, scale="linear", one_task_identity=True),
         MethodInfo("famo", "FAMO", lw.famo, loss, "Liu et al. 2023", needs_losses=True, needs_num_tasks=True,
                    scale="linear", one_task_identity=True),
+        MethodInfo("auto_lambda", "Auto-Lambda", lw.auto_lambda, loss, "Liu et al. 2022",
+                   needs_num_tasks=True, extra_args=("val_grad",), scale="linear"),
         MethodInfo("geometric_mean", "GLS", lw.geometric_mean, loss, "Chennupati et al. 2019",
                    needs_losses=True, scale="linear", one_task_identity=True),
         MethodInfo("stch", "STCH", lw.stch, loss, "Lin et al. 2024", needs_losses=True, scale="linear",
@@ -203,7 +223,8 @@ def markdown_table() -> str:
     def needs(m: MethodInfo) -> str:
         items = (["Gramian"] if m.kind == "gramian" else []) + (["losses"] if m.needs_losses else []) + \
                 (["`num_tasks`"] if m.needs_num_tasks else []) + \
-                (["`extra_task_grads`"] if m.extra_batches else []) + (["PRNG key"] if m.random else [])
+                (["`extra_task_grads`"] if m.extra_batches else []) + [f"`{a}`" for a in m.extra_args] + \
+                (["PRNG key"] if m.random else [])
         return ", ".join(items) or "—"
 
     head = ("| method | factory (defaults) | paper | kind | needs | non-conflicting | common scale "

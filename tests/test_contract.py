@@ -59,10 +59,10 @@ def test_state_is_a_typed_method_state(name):
 
 # an alternative value for every numeric hyperparameter of every factory
 ALTERNATIVES = {
-    "alpha": 2.0, "beta": 0.3, "beta_sigma": 0.3, "c": 0.7, "gamma": 0.05, "gamma_sigma": 0.3,
-    "init": -0.5, "lamda": 0.5, "leak": 0.3, "lr": 0.01, "max_norm": 0.5, "momentum": 0.3, "mu": 0.5,
-    "num_iters": 7, "rcond": 1e-3, "reg": 1e-3, "rescale": 2, "rho": 0.2, "robust_step_size": 0.05,
-    "steps_per_epoch": 2, "temperature": 0.5, "update_weights_every": 2,
+    "alpha": 2.0, "beta": 0.3, "beta_sigma": 0.3, "burn_in": 1, "c": 0.7, "gamma": 0.05,
+    "gamma_sigma": 0.3, "init": -0.5, "lamda": 0.5, "leak": 0.3, "lr": 0.01, "max_norm": 0.5,
+    "momentum": 0.3, "mu": 0.5, "num_iters": 7, "rcond": 1e-3, "reg": 1e-3, "rescale": 2, "rho": 0.2,
+    "robust_step_size": 0.05, "steps_per_epoch": 2, "temperature": 0.5, "update_weights_every": 2,
 }
 
 
@@ -145,6 +145,8 @@ def _public_weights(name, gram, state, losses):
         return info.weights(gram, jax.random.split(state.key)[1], **info.kwargs)
     if name == "gradvac":
         return info.weights(gram, state.targets, jax.random.split(state.key)[1])[0]
+    if name == "imtl":
+        return info.weights(gram, log_scale=state.log_scale, **info.kwargs)
     if info.needs_losses:
         return info.weights(gram, losses=losses, **info.kwargs)
     return info.weights(gram, **info.kwargs)

@@ -1,4 +1,5 @@
 """Loss weightings: one file per method; weights computed from the task losses."""
+from jaxmtl.weighting.auto_lambda import AutoLambdaState, auto_lambda
 from jaxmtl.weighting.dwa import DWAState, dwa
 from jaxmtl.weighting.famo import FAMOState, famo
 from jaxmtl.weighting.geometric_mean import geometric_mean
@@ -12,6 +13,6 @@ from jaxmtl.weighting.uncertainty import UncertaintyState, uncertainty
 from jaxmtl.weighting.uw_optimal import uw_optimal
 from jaxmtl.weighting.uw_so import uw_so
 
-__all__ = ["DWAState", "FAMOState", "GradNormState", "IMTLLState", "RLWState", "UncertaintyState",
-           "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear", "rlw", "scale_invariant",
-           "stch", "uncertainty", "uw_optimal", "uw_so"]
+__all__ = ["AutoLambdaState", "DWAState", "FAMOState", "GradNormState", "IMTLLState", "RLWState",
+           "UncertaintyState", "auto_lambda", "dwa", "famo", "geometric_mean", "gradnorm", "imtl_l", "linear",
+           "rlw", "scale_invariant", "stch", "uncertainty", "uw_optimal", "uw_so"]
