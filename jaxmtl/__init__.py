@@ -9,7 +9,7 @@ models, training loops and analysis of the studies live in the sub-packages
 ``jaxmtl.data``, ``jaxmtl.models``, ``jaxmtl.training`` (the ``experiments``
 extra) and ``jaxmtl.analysis``.
 """
-from jaxmtl import registry
+from jaxmtl import registry, sharding
 from jaxmtl.aggregators import (CDTTState, DBMTLState, ExcessMTLState, GradDropState, GradVacState,
                                 IMTLState, MoCoState, NashMTLState, PCGradState, RotoGradState, aligned_mtl,
                                 aligned_mtl_weights, cagrad, cagrad_weights, cdtt, cdtt_weights, con_fig,
@@ -66,5 +66,6 @@ __all__ = [
     # optimisers as an experimental axis
     "adatask", "mtl_io", "per_task", "signum",
     # writing methods
-    "find_method_state", "method", "method_state", "recorded_weights", "registry", "weighted_method",
+    "find_method_state", "method", "method_state", "recorded_weights", "registry", "sharding",
+    "weighted_method",
 ]

@@ -1,5 +1,9 @@
 """Properties every jaxmtl method must have, applied to each method in turn.
 
+Each property runs on every method, so each method gets fewer hypothesis examples
+(``PER_METHOD``) than a single-function property would: over the registry that is
+still well over a thousand Jacobians per property.
+
 Method-specific guarantees (non-conflict, permutation invariance, scale
 behaviour) are applied to the methods that claim them, per the registry in
 ``tests/methods_registry.py``.
@@ -12,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import jacobians
 from tests.methods_registry import SPECS, aggregate, aggregate_and_weights, built, inputs
 
 ALL = sorted(SPECS)
+PER_METHOD = settings(max_examples=40)
 DEGENERATE = {
     "zero": np.zeros((3, 4)),
     "one_task": np.ones((1, 5)),
@@ -33,6 +38,7 @@ DEGENERATE = {
 
 
 @pytest.mark.parametrize("name", ALL)
+@PER_METHOD
 @given(j=jacobians())
 def test_output_is_finite(name, j):
     out = aggregate(name, j)
@@ -59,6 +65,7 @@ def test_one_task_returns_its_gradient(name):
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].non_conflicting])
+@PER_METHOD
 @given(j=jacobians(scales=False, tasks=(2, 3, 5), params=(8,), full_rank=True))
 def test_non_conflicting(name, j):
     # full rank: at Pareto-stationary points (rank-deficient J) d is ~0 and J d is round-off.
@@ -79,6 +86,7 @@ def draw_jacobian(data, name):
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].permutation == "invariant"])
+@PER_METHOD
 @given(data=st.data())
 def test_permutation_invariant(name, data):
     j = draw_jacobian(data, name)
@@ -89,6 +97,7 @@ def test_permutation_invariant(name, data):
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].scale])
+@PER_METHOD
 @given(data=st.data())
 def test_positive_scaling(name, data):
     j = draw_jacobian(data, name)
