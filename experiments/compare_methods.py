@@ -26,9 +26,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import (HIGHER, METHODS, OPTIMIZERS, RunSpec, as_metrics, markdown_table,  # noqa: E402
+from experiments.common import (HIGHER, METHODS, RunSpec, as_metrics, markdown_table,  # noqa: E402
                                 mean_std, open_store, png_bytes, run_grid, select_epoch, stl_baselines,
                                 study_parser, with_overrides, write_summary)
+from experiments.optimizers import OPTIMIZERS  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
 from jaxmtl.training import delta_m  # noqa: E402
 
