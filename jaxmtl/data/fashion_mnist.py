@@ -37,7 +37,7 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path | None
     then the Debian package's directory; ``None`` when there is none."""
     candidates = [Path(p) for p in (data_dir, os.environ.get(ENV_VAR)) if p] + [SYSTEM_DIR]
     for directory in candidates:
-        if all(_find(directory, stem) for pair in _FILES.values() for stem in pair):
+        if has_idx_files(directory):
             return directory
     return None
 
@@ -50,19 +50,31 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None) -> dict[str, t
     """
     directory = find_fashion_mnist(data_dir)
     if directory is not None:
-        out = {}
-        for split, (img, lab) in _FILES.items():
-            images = read_idx(_find(directory, img))
-            labels = read_idx(_find(directory, lab)).astype(np.int32)
-            if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
-                raise ValueError(f"{directory}: {split} images {images.shape} / labels "
-                                 f"{labels.shape} are not Fashion-MNIST shaped")
-            out[split] = (images, labels)
-        return out
+        return read_idx_dataset(directory)
     try:
         return _load_tfds(data_dir)
     except Exception as err:  # no tensorflow, no internet, ...: report both routes
         raise FileNotFoundError(f"{HOW_TO_GET}\n(tfds fallback failed: {err})") from None
+
+
+def has_idx_files(directory: str | os.PathLike) -> bool:
+    """Whether ``directory`` holds the four (possibly gzipped) MNIST-layout IDX files."""
+    return all(_find(Path(directory), stem) for pair in _FILES.values() for stem in pair)
+
+
+def read_idx_dataset(directory: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The four MNIST-layout IDX files of ``directory`` (MNIST and Fashion-MNIST share the
+    layout and the file names) as ``{"train": (uint8[N, 28, 28], int32[N]), "test": ...}``."""
+    directory = Path(directory)
+    out = {}
+    for split, (img, lab) in _FILES.items():
+        images = read_idx(_find(directory, img))
+        labels = read_idx(_find(directory, lab)).astype(np.int32)
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(labels) != len(images):
+            raise ValueError(f"{directory}: {split} images {images.shape} / labels "
+                             f"{labels.shape} are not MNIST shaped")
+        out[split] = (images, labels)
+    return out
 
 
 def _load_tfds(data_dir):
