@@ -26,3 +26,21 @@ def test_eval_is_deterministic_with_dropout():
     a = model.apply({"params": params}, x)
     b = model.apply({"params": params}, x)
     assert jnp.array_equal(a, b)
+
+
+def test_mixed_lenet_heads_and_split():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxmtl.models import MixedLeNet, shared_mask, task_of
+
+    model = MixedLeNet(heads=("classify", "reconstruct"), dropout=0.5)
+    x = jnp.ones((3, 28, 28, 1))
+    params = model.init(jax.random.PRNGKey(0), x)["params"]
+    logits, image = model.apply({"params": params}, x)
+    assert logits.shape == (3, 10) and image.shape == (3, 28, 28)
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert jax.tree.leaves(task_of(params)) and set(jax.tree.leaves(task_of(params))) == {-1, 0, 1}
+    assert any(jax.tree.leaves(shared_mask(params))) and not all(jax.tree.leaves(shared_mask(params)))
+    a = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})[1]
+    assert not jnp.allclose(a, image)                      # dropout active in training

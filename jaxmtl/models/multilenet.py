@@ -5,6 +5,10 @@ encoder ``conv5x5(10) - maxpool2 - relu - conv5x5(20) - dropout - maxpool2 -
 relu - dense(50) - relu``; each head ``dense(50) - relu - dense(classes)``.
 Parameters: ``params["encoder"]`` is shared, ``params["head_<t>"]`` belongs to
 task ``t`` (see :func:`shared_mask`).
+
+:class:`MixedLeNet` has the same encoder with a head per task of either kind,
+``'classify'`` (the head above) or ``'reconstruct'`` (paper C's reconstruction
+tasks: ``dense(50) - relu - dense(H * W)`` and a sigmoid, an image in [0, 1]).
 """
 from __future__ import annotations
 
@@ -46,6 +50,39 @@ class MultiLeNet(nn.Module):
     def __call__(self, x, train: bool = False):
         z = Encoder(self.dropout, name="encoder")(x, train)
         return jnp.stack([Head(self.num_classes, name=f"head_{t}")(z) for t in range(self.num_tasks)])
+
+
+class Decoder(nn.Module):
+    shape: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, z):
+        h, w = self.shape
+        out = nn.Dense(h * w)(nn.relu(nn.Dense(50)(z)))
+        return jax.nn.sigmoid(out).reshape((z.shape[0], h, w))
+
+
+HEAD_KINDS = ("classify", "reconstruct")
+
+
+class MixedLeNet(nn.Module):
+    """Returns a tuple with one output per head: logits ``(B, num_classes)`` for
+    ``'classify'``, an image ``(B, H, W)`` in [0, 1] (``H, W`` of the input) for
+    ``'reconstruct'``."""
+
+    heads: tuple[str, ...] = ("classify", "reconstruct")
+    num_classes: int = 10
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        unknown = set(self.heads) - set(HEAD_KINDS)
+        if unknown:
+            raise ValueError(f"unknown head kinds {sorted(unknown)}; use {HEAD_KINDS}")
+        z = Encoder(self.dropout, name="encoder")(x, train)
+        return tuple(Head(self.num_classes, name=f"head_{t}")(z) if kind == "classify"
+                     else Decoder(x.shape[1:3], name=f"head_{t}")(z)
+                     for t, kind in enumerate(self.heads))
 
 
 shared_mask = path_mask(lambda path: "encoder" in path.split("/"))
