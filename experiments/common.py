@@ -5,6 +5,8 @@ import argparse
 import hashlib
 import io
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
@@ -23,6 +26,8 @@ from jaxmtl import registry
 from jaxmtl.data import MultiFashion, batches
 from jaxmtl.method import recorded_weights
 from jaxmtl.models import MultiLeNet, shared_mask, task_of
+from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
+from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
 from jaxmtl.training import ResultStore, atomic_write, delta_m, evaluate, make_eval_step, make_train_step
 
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
@@ -72,8 +77,26 @@ class RunSpec:
         return f"{name}/{self.optimizer}/lr{self.lr:g}/s{self.seed}"
 
 
+def device_mesh(devices: int | None) -> Mesh | None:
+    """The data-parallel mesh of ``--devices``: ``None`` (one device, no sharding) for 1,
+    the first ``devices`` local devices otherwise, all of them for ``None``."""
+    n = len(jax.local_devices()) if devices is None else devices
+    return None if n == 1 else data_mesh(n)
+
+
+def _placement(mesh: Mesh | None, batch_size: int):
+    """How a host batch reaches the step: as is on one device, sharded over ``mesh``."""
+    if mesh is None:
+        return lambda batch: batch
+    if batch_size % mesh.size:
+        raise ValueError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
+                         "pick a batch size that is a multiple of --devices")
+    return lambda batch: shard_batch(batch, mesh)
+
+
 def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
-              on_epoch=None) -> dict[str, Any]:
+              on_epoch=None, mesh: Mesh | None = None,
+              checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Trains one run, evaluating on validation and test after every epoch.
 
     Returns a JSON-serialisable record: the spec, per-epoch train losses and
@@ -86,6 +109,14 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
     Hooks: ``on_step(step, params, batch, rng)`` after every step (``step``
     counts from 0, ``params`` are the ones the step started from) and
     ``on_epoch(epoch_record, params)`` after every evaluation.
+
+    ``mesh`` (:func:`device_mesh`) trains data-parallel: each batch sharded over
+    the mesh, parameters and optimiser state replicated (:mod:`jaxmtl.sharding`);
+    the update is the one-device update. ``checkpoint_dir`` saves the run after
+    every epoch (:class:`jaxmtl.training.RunCheckpoint`) and resumes from the
+    latest checkpoint there, so a killed run finishes with the record an
+    uninterrupted run gives (step times aside); hooks see only the epochs run
+    in this call.
     """
     num_tasks = len(data.tasks)
     model = MultiLeNet(num_tasks=num_tasks, num_classes=data.num_classes)
@@ -102,18 +133,31 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
     opt_state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)
     eval_step = make_eval_step(model.apply)
+    put = _placement(mesh, spec.batch_size)
+    if mesh is not None:
+        step = data_parallel(step, mesh)
+        params, opt_state = replicate((params, opt_state), mesh)
     rng = np.random.default_rng(spec.seed)
-    epochs, step_times, diverged, count = [], [], None, 0
-    for epoch in range(spec.epochs):
+    epochs, step_times, diverged, count, start = [], [], None, 0, 0
+    ckpt = None if checkpoint_dir is None else RunCheckpoint(checkpoint_dir)
+    if ckpt is not None and (restored := ckpt.restore({"params": params, "opt_state": opt_state,
+                                                        "key": key})) is not None:
+        arrays, host = restored
+        params, opt_state, key = arrays["params"], arrays["opt_state"], arrays["key"]
+        start, count, epochs, step_times = host["epoch"], host["count"], host["epochs"], host["step_times"]
+        rng = restore_generator(host["rng"])
+        if progress is not None:
+            progress.update(count)
+    for epoch in range(start, spec.epochs):
         losses, weights = [], []
         for batch in batches(data.train, spec.batch_size, rng):
             key, sub = jax.random.split(key)
             if on_step is not None:
                 on_step(count, params, batch, sub)
-            start = time.perf_counter()
-            params, opt_state, loss = step(params, opt_state, batch, sub)
+            start_time = time.perf_counter()
+            params, opt_state, loss = step(params, opt_state, put(batch), sub)
             loss = jax.block_until_ready(loss)
-            step_times.append(time.perf_counter() - start)
+            step_times.append(time.perf_counter() - start_time)
             losses.append(np.asarray(loss))
             w = recorded_weights(opt_state)
             if w is not None:
@@ -133,8 +177,14 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
         if weights:
             record["weights"] = np.mean(weights, axis=0).tolist()
         epochs.append(record)
+        if ckpt is not None:
+            ckpt.save(epoch + 1, {"params": params, "opt_state": opt_state, "key": key},
+                      {"epoch": epoch + 1, "count": count, "epochs": epochs, "step_times": step_times,
+                       "rng": generator_state(rng)})
         if on_epoch is not None:
             on_epoch(record, params)
+    if ckpt is not None:
+        ckpt.close()
     return {"key": spec.key, "label": spec.label, "spec": asdict(spec), "tasks": list(data.tasks),
             "epochs": epochs, "diverged": diverged, "backend": jax.default_backend(),
             "step_time_s": float(np.median(step_times[1:] or step_times)) if step_times else None}
@@ -212,7 +262,7 @@ def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
 
 def study_parser(doc: str, name: str, presets: dict, *, data: bool = True) -> argparse.ArgumentParser:
     """The arguments every study shares: ``--preset``, ``--out`` and, for studies on
-    Multi-Fashion, ``--dataset`` and ``--data-dir``."""
+    Multi-Fashion, ``--dataset``, ``--data-dir`` and ``--devices``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(presets), default="quick")
@@ -220,6 +270,9 @@ def study_parser(doc: str, name: str, presets: dict, *, data: bool = True) -> ar
     if data:
         parser.add_argument("--dataset", choices=["multi_fashion"], default="multi_fashion")
         parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX files")
+        parser.add_argument("--devices", type=int, default=None,
+                            help="train data-parallel on the first N local devices (default: all of "
+                                 "them; the batch size must be a multiple of N)")
     return parser
 
 
@@ -258,14 +311,25 @@ def with_overrides(preset: dict, args: argparse.Namespace, names: tuple[str, ...
     return cfg
 
 
-def run_grid(specs: list[RunSpec], data: MultiFashion, store: ResultStore) -> list[dict]:
+def run_grid(specs: list[RunSpec], data: MultiFashion, store: ResultStore, *,
+             devices: int | None = None) -> list[dict]:
     """Trains the runs of ``specs`` that ``store`` lacks, with one progress bar, and
-    returns the records of all of ``specs``."""
+    returns the records of all of ``specs``.
+
+    Each run checkpoints after every epoch under ``checkpoints/<run key>`` beside
+    the store and resumes from there when the study is started again; the
+    checkpoint goes once the run's record is in the store. ``devices`` as in
+    :func:`device_mesh`.
+    """
     todo = [s for s in specs if s.key not in store]
+    mesh = device_mesh(devices)
     print(f"{len(specs)} runs, {len(specs) - len(todo)} already done in {store.path}; "
-          f"data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases")
+          f"data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases"
+          f"{f'; {mesh.size} devices' if mesh is not None else ''}")
     with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
         for spec in todo:
             bar.set_description(spec.label)
-            store.add(train_run(spec, data, progress=bar))
+            directory = store.path.parent / "checkpoints" / spec.key
+            store.add(train_run(spec, data, progress=bar, mesh=mesh, checkpoint_dir=directory))
+            shutil.rmtree(directory, ignore_errors=True)
     return [store.get(s.key) for s in specs]

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
     specs = build_specs(cfg, data_seed=0)
-    records = run_grid(specs, data, store)
+    records = run_grid(specs, data, store, devices=args.devices)
     table, groups = summarize(records)
     header = (f"# MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, "

@@ -3,7 +3,8 @@
 Losses in different units give task-gradient norms that differ by orders of
 magnitude; the Gramian methods solve on the cosine matrix with the norms
 applied afterwards, so their float32 update stays within ~1e-5 of the exact
-one (UPGrad and DualProj within their 1e-4 ridge) whatever the spread, and the
+one (UPGrad and DualProj: of the exact answer with the same 1e-4 ridge on the cosine
+matrix) whatever the spread, and the
 non-conflicting ones stay non-conflicting for every task, the smallest included.
 """
 from __future__ import annotations
@@ -19,8 +20,22 @@ from tests import exact
 from tests.methods_registry import aggregate
 
 F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def with_cosine_ridge(reference, reg=1e-4):
+    """``reference`` solved exactly with jaxmtl's ridge: the Gramian ``G + reg diag(|g_t|^2)``
+    (``reg I`` on the cosine matrix) is the Gramian of ``[J, sqrt(reg) diag(|g_t|)]``, whose
+    update's first ``P`` coordinates are ``J^T w``."""
+    def solve(j):
+        aug = np.concatenate([j, np.sqrt(reg) * np.diag(np.linalg.norm(j, axis=1))], axis=1)
+        d, w = reference(aug)
+        return d[:j.shape[1]], w
+    return solve
+
+
 REFERENCES = {
-    "mgda": (exact.mgda, 1e-5), "upgrad": (exact.upgrad, 3e-4), "dualproj": (exact.dualproj, 3e-4),
+    "mgda": (exact.mgda, 1e-5), "upgrad": (with_cosine_ridge(exact.upgrad), 1e-5),
+    "dualproj": (with_cosine_ridge(exact.dualproj), 1e-5),
     "imtl_g": (exact.imtl_g, 1e-4), "con_fig": (exact.con_fig, 1e-4), "cagrad": (exact.cagrad, 1e-4),
     "nash_mtl": (exact.nash_mtl, 1e-5), "fairgrad": (exact.fairgrad, 1e-5),
     # the method masks eigenvalues below T * eps_float32 * max: so does the reference here
