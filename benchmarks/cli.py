@@ -6,13 +6,14 @@ import datetime
 from pathlib import Path
 
 
-from benchmarks import jacobian_cost, overhead, solvers, torch_side
+from benchmarks import heads, jacobian_cost, overhead, solvers, torch_side
 from benchmarks.common import METHODS, lenet_problem, machine, mlp_problem
 from jaxmtl import registry
 
-SECTIONS = ("overhead", "jacobian", "solvers", "torch")
+SECTIONS = ("overhead", "jacobian", "heads", "solvers", "torch")
 TITLES = {"overhead": "Method overhead (full train step)",
           "jacobian": "Jacobian cost and peak memory versus T (MLP)",
+          "heads": "Shared-only Jacobian: heads differentiated T times or once (MLP)",
           "solvers": "Weighting / solver time alone on fixed Gramians",
           "torch": "Side by side with TorchJD and LibMTL (PyTorch, same machine and threads)"}
 
@@ -52,6 +53,8 @@ def main(argv=None) -> int:
             table = overhead.markdown(overhead.run(problems, args.methods, args.repeats, log))
         elif section == "jacobian":
             table = jacobian_cost.markdown(jacobian_cost.run(args.jacobian_tasks, args.repeats, log))
+        elif section == "heads":
+            table = heads.markdown(heads.run(args.jacobian_tasks, args.repeats, log))
         elif section == "solvers":
             table = solvers.markdown(solvers.run(args.solver_tasks, args.methods, args.repeats, log))
         else:

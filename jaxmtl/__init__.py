@@ -23,6 +23,7 @@ from jaxmtl.aggregators.rotograd import (RotoGradStepState, make_rotograd_step, 
 from jaxmtl.gramian import (CosineForm, ScaledGramian, combine, cosine_form, cross_gramian, gramian,
                             num_tasks, scaled_gramian)
 from jaxmtl.gramian_path import weighted_value_and_grad
+from jaxmtl.heads_jacobian import value_and_jacobian_by_heads
 from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
 from jaxmtl.masking import path_mask, resolve_mask
 from jaxmtl.method import (WeightsState, find_method_state, method, method_state, recorded_weights,
@@ -59,6 +60,7 @@ __all__ = [
     # Jacobians and Gramians
     "CosineForm", "ScaledGramian", "combine", "cosine_form", "cross_gramian", "gramian", "jacobian",
     "num_tasks", "representation_gramian", "scaled_gramian", "value_and_jacobian",
+    "value_and_jacobian_by_heads",
     "weighted_value_and_grad",
     # composition
     "MultiStepsState", "PartitionState", "SkipNonfiniteState", "multi_steps", "partition", "path_mask",

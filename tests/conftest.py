@@ -63,3 +63,14 @@ def write_fake_fashion_mnist(directory, n_train=120, n_test=40, seed=0, gz=True)
 @pytest.fixture
 def fake_fashion(tmp_path):
     return write_fake_fashion_mnist(tmp_path / "fashion")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drops JAX's compilation caches after each test module: a worker that keeps every
+    executable of the suite holds gigabytes of JIT-ed code (XLA's CPU backend crashed in
+    compilation once a worker had accumulated it)."""
+    yield
+    import jax
+
+    jax.clear_caches()
