@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxmtl.analysis import (conflict_statistics, corruption_delta, pairwise_similarity, pareto_counts,
@@ -42,6 +42,7 @@ def test_extreme_scales_and_dtypes(scale, dtype):
     np.testing.assert_allclose(out["cosine"][1], -1.0, atol=1e-2)  # opposite gradients
 
 
+@settings(max_examples=50)   # eager calls: each example dispatches every op
 @given(st.integers(2, 6), st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_matches_numpy_and_bounds(n, p, seed):
     v = np.random.default_rng(seed).normal(size=(n, p)).astype(np.float32)

@@ -1,6 +1,7 @@
 """Gramian, combination and task-axis validation."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -9,6 +10,10 @@ from hypothesis import given
 import jaxmtl
 from jaxmtl.gramian import DEAD, as_scaled, flatten_tasks
 from tests.conftest import jacobians
+
+# jitted once per Jacobian shape: the property tests then cost a call per example, not a dispatch per op
+scaled_gramian = jax.jit(jaxmtl.scaled_gramian)
+cosine_form = jax.jit(lambda j: jaxmtl.cosine_form(jaxmtl.scaled_gramian(j)))
 
 
 def tree(rng, t=3):
@@ -24,7 +29,7 @@ def test_gramian_equals_flat_product():
 
 @given(jacobians())
 def test_scaled_gramian_is_finite_and_consistent(j):
-    g, s = jaxmtl.scaled_gramian(jnp.asarray(j))
+    g, s = scaled_gramian(jnp.asarray(j))
     assert np.all(np.isfinite(g)) and np.isfinite(s) and s > 0
     jn = j.astype(np.float64) / float(s)
     np.testing.assert_allclose(g, jn @ jn.T, rtol=1e-4, atol=1e-6)
@@ -43,7 +48,7 @@ def test_combine_is_weighted_sum_and_keeps_dtype():
 
 @given(jacobians())
 def test_cosine_form_reconstructs_the_gramian(j):
-    cf = jaxmtl.cosine_form(jaxmtl.scaled_gramian(jnp.asarray(j)))
+    cf = cosine_form(jnp.asarray(j))
     jd = j.astype(np.float64)
     norms = np.linalg.norm(jd, axis=1)
     alive = norms > DEAD * max(norms.max(), 1e-300)
