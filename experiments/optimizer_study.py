@@ -113,7 +113,8 @@ def rows(cfg: dict, num_tasks: int = 2) -> list[str]:
 
 
 def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
-    return [spec for family in cfg["optimizers"] for lr in cfg["lrs"] for row in rows(cfg)
+    """The grid, learning rate by learning rate (an interrupted run has whole slices of it)."""
+    return [spec for lr in cfg["lrs"] for family in cfg["optimizers"] for row in rows(cfg)
             for spec in row_specs(cfg, row, family, lr, data_seed)]
 
 
