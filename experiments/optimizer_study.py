@@ -56,7 +56,7 @@ from experiments.common import (LIBMTL_SETTINGS, RunSpec, markdown_table, mean_s
                                 png_bytes, run_grid, stl_baselines, study_parser, with_overrides,
                                 write_summary)
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
-from experiments.selection import grid_edge, row_and_family, select_runs, select_stl  # noqa: E402
+from experiments.selection import WEIGHT_DECAY, grid_edge, row_and_family, select_runs, select_stl  # noqa: E402
 from jaxmtl.analysis import pareto_mask  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
 
@@ -84,7 +84,6 @@ PRESETS = {
                   per_task=list(PER_TASK), optimizers=list(OPTIMIZER_LABELS), lrs=PAPER_LRS,
                   lr_schedule="step", extend=True),
 }
-WEIGHT_DECAY = 1e-5
 
 
 def per_task_optimizer(kind: str, family: str) -> str | None:

@@ -7,8 +7,9 @@ validation delta-m averaged over seeds. The study A1 (:mod:`experiments.optimize
 applies this to its grid; A3 (:mod:`experiments.conflicts`) trains the best EW
 configuration of an A1 output directory and A4 (:mod:`experiments.corruptions`)
 the best configuration of each of its methods and of each single-task model:
-they read it with :func:`best_config` and :func:`best_stl`, so no study imports
-another.
+they read it with :func:`best_config` and :func:`best_stl` (optimizer, learning
+rate, weight decay, schedule), so no study imports another. :data:`WEIGHT_DECAY`
+is the paper's weight decay, A1's and so A3's and A4's.
 
 Runs are grouped in *rows*: a method name for the runs of a method with a
 shared optimiser, ``'adatask'`` or ``'mtl_io'`` for the per-task optimisers (EW
@@ -25,6 +26,9 @@ import numpy as np
 from experiments.common import HIGHER, as_metrics, select_epoch, stl_baselines
 from experiments.optimizers import MTL_IO
 from jaxmtl.training import ResultStore, delta_m
+
+WEIGHT_DECAY = 1e-5
+"""Paper A's fixed weight decay (coupled L2, LibMTL's), of every run the studies train."""
 
 
 def row_and_family(spec: dict) -> tuple[str, str]:
@@ -125,22 +129,33 @@ def _records(study_dir: Path) -> list[dict]:
     return records
 
 
-def best_config(study_dir: Path, row: str) -> tuple[str, float]:
-    """Optimiser and learning rate of ``row`` (a method name of A1, or ``'adatask'``,
-    ``'mtl_io'``) in an A1 output directory: the family and learning rate with the
-    lowest validation delta-m (mean over seeds)."""
-    chosen = {k: c for k, c in select_runs(_records(study_dir)).items() if k[0] == row}
+def _config(records: list[dict], row: str, family: str, lr: float) -> dict:
+    """The training settings of a chosen configuration, read from one of its runs."""
+    spec = next(r["spec"] for r in records
+                if row_and_family(r["spec"]) == (row, family) and r["spec"]["lr"] == lr)
+    return {"optimizer": spec["optimizer"], "lr": lr, "weight_decay": spec.get("weight_decay", 0.0),
+            "lr_schedule": spec.get("lr_schedule", "constant")}
+
+
+def best_config(study_dir: Path, row: str) -> dict:
+    """The best configuration of ``row`` (a method name of A1, or ``'adatask'``,
+    ``'mtl_io'``) in an A1 output directory: over optimiser families and learning
+    rates, the lowest validation delta-m (mean over seeds). Returns the settings a
+    run needs: ``optimizer``, ``lr``, ``weight_decay`` and ``lr_schedule``."""
+    records = _records(study_dir)
+    chosen = {k: c for k, c in select_runs(records).items() if k[0] == row}
     if not chosen:
         raise ValueError(f"no finite {row!r} run in {study_dir}")
     (_, family), c = min(chosen.items(), key=lambda kv: kv[1]["val_dm"])
-    return family, c["lr"]
+    return _config(records, row, family, c["lr"])
 
 
-def best_stl(study_dir: Path, task: int) -> tuple[str, float]:
-    """Optimiser and learning rate of the single-task configuration of ``task`` with
-    the best validation accuracy (mean over seeds) in an A1 output directory."""
-    chosen = {k: c for k, c in select_stl(_records(study_dir)).items() if k[0] == f"stl{task}"}
+def best_stl(study_dir: Path, task: int) -> dict:
+    """The single-task configuration of ``task`` with the best validation accuracy
+    (mean over seeds) in an A1 output directory, as :func:`best_config`."""
+    records = _records(study_dir)
+    chosen = {k: c for k, c in select_stl(records).items() if k[0] == f"stl{task}"}
     if not chosen:
         raise ValueError(f"no finite single-task run of task {task} in {study_dir}")
-    (_, family), c = max(chosen.items(), key=lambda kv: kv[1]["val_acc"])
-    return family, c["lr"]
+    (row, family), c = max(chosen.items(), key=lambda kv: kv[1]["val_acc"])
+    return _config(records, row, family, c["lr"])
