@@ -201,7 +201,7 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
     seeds = sorted(next(iter(sc.values())))
     mean_of = lambda m, t, key: 100 * np.mean([sc[m][s][t][key] for s in seeds], axis=0)
     names = [f"{METHOD_LABELS.get(m, m)}: {t}" for m, t in cells]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.35 * len(cells)), dpi=80,
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.35 * len(cells)),
                                    gridspec_kw={"width_ratios": [3, 1]})
     grid = np.array([mean_of(m, t, "per_corruption") for m, t in cells])
     lim = max(np.abs(grid).max(), 1e-6)

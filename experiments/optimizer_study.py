@@ -258,7 +258,7 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
 
 
 def plot(chosen: dict, families: list[str]) -> bytes:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=80)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     fams = [f for f in families if any(f == fam for _, fam in chosen)]
     rows_order = [r for r in ROW_LABELS if any(r == row for row, _ in chosen)]
     width = 0.8 / max(len(fams), 1)
