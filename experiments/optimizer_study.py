@@ -21,8 +21,8 @@ optimizer; ``cagrad``: c = 0.4; ``aligned_mtl``: rows averaged).
 Grid edges: when a row's chosen learning rate (a method's, or a single-task
 model's) is the largest or smallest it was tried at, the grid of that row is
 extended in that direction by the grid's step, within the paper's range
-[1e-5, 0.5], until no choice sits at an edge it can move past; summary.md lists
-the extensions and any choice still at an edge. Learning-rate schedule
+[1e-5, 0.5], until no choice sits at an edge it can move past (``--no-extend``
+turns this off); summary.md lists the extensions and any choice still at an edge. Learning-rate schedule
 (``--lr-schedule``, :func:`experiments.optimizers.lr_factor`): ``constant`` in
 ``tiny`` and ``quick``, ``step`` (Paper A's halving every 100 of 300 epochs,
 scaled to the preset) in ``paper``. (``tiny``, for tests, extends nothing.)
@@ -42,6 +42,7 @@ Writes ``results.jsonl`` (one line per run, resumable), ``summary.md`` and
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -203,7 +204,7 @@ def edges_text(records: list[dict], added: dict, extend: bool) -> str:
     edges = at_edges(records)
     still = "; ".join(f"{label(k)} at {lr:g} ({'top' if d > 0 else 'bottom'})" for k, (lr, d) in sorted(edges.items()))
     return ("## Learning-rate grid edges\n\n"
-            f"Grid extended past an edge choice: {ext or 'none needed' if extend else 'off in this preset'}.\n\n"
+            f"Grid extended past an edge choice: {ext or 'none needed' if extend else 'off in this run'}.\n\n"
             f"Choices still at an edge of the learning rates tried: {still or 'none'}"
             f"{' (at the end of the paper range [1e-5, 0.5])' if still and extend else ''}.\n\n")
 
@@ -299,9 +300,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
                         help="constant, or step: halve after 1/3 and 2/3 of the epochs (Paper A's 100 of 300); "
                              "default: the preset's (quick: constant, paper: step)")
+    parser.add_argument("--extend", action=argparse.BooleanOptionalAction, default=None,
+                        help="extend the grid past edge choices (default: the preset's; tiny: no)")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args,
-                         ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule"))
+                         ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend"))
     if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
         raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
     out = Path(args.out or f"results/optimizer_study/{args.preset}")

@@ -48,7 +48,7 @@ def test_optimizer_study(a1, fashion, monkeypatch):
     assert all(r["spec"]["weight_decay"] == selection.WEIGHT_DECAY == 1e-5 for r in records)
     summary = (a1 / "summary.md").read_text()
     for text in ("| EW | ", "| MTL-IO | ", "on the joint front (all optimizers)", "PO w.r.t. SGD+mom. (paper's count)",
-                 "| Adam | 2 |", "Grid extended past an edge choice: off in this preset",
+                 "| Adam | 2 |", "Grid extended past an edge choice: off in this run",
                  "Choices still at an edge of the learning rates tried: EW / Adam at 0.01 (top)"):
         assert text in summary, text
     assert (a1 / "summary.png").read_bytes()[:4] == b"\x89PNG"
