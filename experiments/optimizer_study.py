@@ -204,7 +204,7 @@ def edges_text(records: list[dict], added: dict, extend: bool) -> str:
     edges = at_edges(records)
     still = "; ".join(f"{label(k)} at {lr:g} ({'top' if d > 0 else 'bottom'})" for k, (lr, d) in sorted(edges.items()))
     return ("## Learning-rate grid edges\n\n"
-            f"Grid extended past an edge choice: {ext or 'none needed' if extend else 'off in this run'}.\n\n"
+            f"Grid extended past an edge choice: {ext or 'none needed' if extend else 'not by this run'}.\n\n"
             f"Choices still at an edge of the learning rates tried: {still or 'none'}"
             f"{' (at the end of the paper range [1e-5, 0.5])' if still and extend else ''}.\n\n")
 
@@ -302,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                              "default: the preset's (quick: constant, paper: step)")
     parser.add_argument("--extend", action=argparse.BooleanOptionalAction, default=None,
                         help="extend the grid past edge choices (default: the preset's; tiny: no)")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="summarise the runs already in --out, training nothing (e.g. after merging the "
+                             "results.jsonl of workers, which must not share one --out: each rewrites the file)")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args,
                          ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend"))
@@ -311,12 +314,18 @@ def main(argv: list[str] | None = None) -> int:
     store = open_store(out)
     t0 = time.time()
     data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
-    records = run_grid(build_specs(cfg, data_seed=0), data, store)
-    records, added = extend_grid(cfg, records, data, store, data_seed=0) if cfg["extend"] else (records, {})
+    if args.summary_only:
+        records, added = list(store), {}
+        if not records:
+            raise ValueError(f"--summary-only: no runs in {store.path}")
+        cfg.update(lrs=sorted({r["spec"]["lr"] for r in records}, reverse=True), extend=False)
+    else:
+        records = run_grid(build_specs(cfg, data_seed=0), data, store)
+        records, added = extend_grid(cfg, records, data, store, data_seed=0) if cfg["extend"] else (records, {})
     text, chosen = summarize(records, cfg["optimizers"])
     header = (f"# Study A1: optimizers x MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
-              f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ' (not extended)'}, {cfg['lr_schedule']} learning rate, weight "
+              f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, {cfg['lr_schedule']} learning rate, weight "
               f"decay {WEIGHT_DECAY:g}, MultiLeNet, "
               f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases.\n\n"
               + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
