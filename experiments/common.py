@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
-from experiments.optimizers import make_optimizer
+from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
 from jaxmtl.data import MultiFashion, batches
 from jaxmtl.method import recorded_weights
@@ -36,17 +36,46 @@ and MoDo, which need two extra batches per step, and Auto-Lambda, which needs he
 ``jaxmtl.make_auto_lambda_step``)."""
 
 
-def build_method(name: str, num_tasks: int, seed: int = 0) -> optax.GradientTransformation:
-    """The registry's method ``name`` for ``num_tasks`` tasks; random methods are seeded with
-    the run's ``seed`` (so seeds of a study draw different weights and orders)."""
-    info = registry.get(name)
-    return info.build(num_tasks, seed=seed) if info.random else info.build(num_tasks)
+LIBMTL_SETTINGS = {
+    "uw_libmtl": ("uncertainty", lambda t: {"init": -0.5}),
+    "cagrad_libmtl": ("cagrad", lambda t: {"c": 0.5}),
+    "aligned_mtl_libmtl": ("aligned_mtl", lambda t: {"pref": jnp.ones(t)}),
+}
+"""Experiment settings of registry methods as LibMTL (Paper A's code base) runs them:
+``name: (registry name, keyword arguments for T tasks)``. ``uw_libmtl``: UW's
+log-variances start at -0.5 and are trained by the model's own optimiser
+(``build_method``'s ``optimizer``; LibMTL also applies its weight decay to them,
+which is left out here); ``cagrad_libmtl``: c = 0.5; ``aligned_mtl_libmtl``: the
+aligned rows summed (preference 1 per task, not 1/T)."""
+TRAINED_BY_MODEL_OPTIMIZER = ("uw_libmtl",)
+
+
+def registry_name(name: str) -> str:
+    """The registry method behind a method name or a :data:`LIBMTL_SETTINGS` name."""
+    return LIBMTL_SETTINGS[name][0] if name in LIBMTL_SETTINGS else name
+
+
+def build_method(name: str, num_tasks: int, seed: int = 0, *,
+                 optimizer: optax.GradientTransformation | None = None) -> optax.GradientTransformation:
+    """The registry's method ``name`` (or a :data:`LIBMTL_SETTINGS` setting) for
+    ``num_tasks`` tasks; random methods are seeded with the run's ``seed`` (so seeds
+    of a study draw different weights and orders). ``optimizer``: the model's
+    optimiser, required by the settings in :data:`TRAINED_BY_MODEL_OPTIMIZER`."""
+    info = registry.get(registry_name(name))
+    kwargs = LIBMTL_SETTINGS[name][1](num_tasks) if name in LIBMTL_SETTINGS else {}
+    if name in TRAINED_BY_MODEL_OPTIMIZER:
+        if optimizer is None:
+            raise ValueError(f"{name} trains its parameters with the model's optimizer: pass optimizer=")
+        kwargs["optimizer"] = optimizer
+    if info.random:
+        kwargs["seed"] = seed
+    return info.build(num_tasks, **kwargs)
 
 
 def weights_heads(name: str) -> bool:
     """Loss weightings minimise ``sum_t w_t L_t``: their heads are weighted too (``task_of``);
     gradient aggregators give the heads their plain gradient, as LibMTL does."""
-    return registry.get(name).kind == "loss"
+    return registry.get(registry_name(name)).kind == "loss"
 
 
 @dataclass(frozen=True)
@@ -62,12 +91,15 @@ class RunSpec:
     data: dict = field(default_factory=dict)
     stl_task: int | None = None
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
 
     @property
     def key(self) -> str:
         fields = asdict(self)
         if not self.weight_decay:  # keys of runs without weight decay predate the field
             del fields["weight_decay"]
+        if self.lr_schedule == "constant":  # and so do those of constant learning rates
+            del fields["lr_schedule"]
         blob = json.dumps(fields, sort_keys=True)
         return f"{self.label}-{hashlib.sha1(blob.encode()).hexdigest()[:10]}"
 
@@ -123,13 +155,15 @@ def train_run(spec: RunSpec, data: MultiFashion, *, progress=None, on_step=None,
     key = jax.random.PRNGKey(spec.seed)
     init_key, key = jax.random.split(key)
     params = model.init(init_key, jnp.zeros((1, *data.train.images.shape[1:]), jnp.float32))["params"]
+    factor = lr_factor(spec.lr_schedule, spec.epochs, len(data.train) // spec.batch_size)
     if spec.stl_task is None:
         owners = task_of if weights_heads(spec.method) else None
-        tasks, method, t = None, build_method(spec.method, num_tasks, spec.seed), num_tasks
+        own = base_optimizer(spec.optimizer, spec.lr, factor=factor)
+        tasks, method, t = None, build_method(spec.method, num_tasks, spec.seed, optimizer=own), num_tasks
     else:
         tasks, method, t, owners = (spec.stl_task,), jaxmtl.linear(num_tasks=1), 1, None
     tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
-                               task_of=owners, weight_decay=spec.weight_decay)
+                               task_of=owners, weight_decay=spec.weight_decay, factor=factor)
     opt_state = tx.init(params)
     step = make_train_step(model.apply, tx, shared=shared_mask, tasks=tasks)
     eval_step = make_eval_step(model.apply)

@@ -2,8 +2,10 @@
 
     python -m experiments.conflicts --preset quick [--from-study results/optimizer_study/quick]
 
-Along one EW training (the best EW run of study A1 when ``--from-study`` points
-at its output, else EW with Adam at lr 1e-3), every ``every`` iterations, draws
+Along one EW training (the best EW configuration of study A1 when
+``--from-study`` points at its output: its optimizer, learning rate, weight decay
+and schedule, :func:`experiments.selection.best_config`; else EW with Adam at lr
+1e-3 and A1's weight decay 1e-5), every ``every`` iterations, draws
 at most 8 samples (and at most 8 tasks) of the current batch at random, takes
 their per-sample, per-task gradients of the shared parameters (one vmapped
 call, :func:`jaxmtl.analysis.per_sample_jacobian`) and compares pairs:
@@ -12,7 +14,10 @@ samples), and the batch-averaged variants (task gradients averaged over the
 drawn samples, across tasks; task-averaged gradients, across samples), by
 cosine similarity, magnitude similarity, dot product and the fraction of
 coordinates of opposite sign (:mod:`jaxmtl.analysis.conflict`). Per epoch: mean,
-std, 2.5 and 97.5 percentiles, and the positive/negative split.
+std, 2.5 and 97.5 percentiles, and the positive/negative split. The verdict
+(:func:`verdict`) says whether the inter-task cosine's 2.5-97.5% range lies
+within the inter-sample one (the paper's finding on Cityscapes) and compares the
+mean magnitude similarities (the paper: lower between tasks).
 
 Writes ``results.jsonl`` (one line per training, resumable), ``summary.md`` and
 ``summary.png`` into ``--out``.
@@ -33,7 +38,7 @@ from tqdm import tqdm  # noqa: E402
 
 from experiments.common import (RunSpec, markdown_table, open_store, png_bytes, steps_per_run,  # noqa: E402
                                 study_parser, train_run, write_summary)
-from experiments.optimizer_study import best_ew  # noqa: E402
+from experiments.selection import WEIGHT_DECAY, best_config  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
 from jaxmtl.models import MultiLeNet, shared_mask  # noqa: E402
@@ -117,15 +122,25 @@ def summarize(record: dict) -> str:
         per_epoch.append(cells)
     table2 = markdown_table(["epoch", "inter-task cos", "inter-task S_mag", "inter-sample cos",
                              "inter-sample S_mag", "mean val acc (%)"], per_epoch)
+    return ("## Over the whole training\n\n" + table + "\n\n" + verdict(overall)[2] + "\n\n## Per epoch (mean ± std)\n\n" +
+            table2 + "\n")
+
+
+def verdict(overall: dict) -> tuple[bool, bool, str]:
+    """``(inside, lower, text)``: whether the inter-task cosine's 2.5-97.5% range lies
+    within the inter-sample one, whether the mean magnitude similarity is lower
+    between tasks than between samples, and the sentence saying so (with whether
+    each agrees with Paper A)."""
     cos_t, cos_s = overall["inter_task"]["cosine"], overall["inter_sample"]["cosine"]
     mag_t, mag_s = overall["inter_task"]["magnitude"], overall["inter_sample"]["magnitude"]
     inside = cos_s["p2.5"] <= cos_t["p2.5"] and cos_t["p97.5"] <= cos_s["p97.5"]
-    verdict = (f"Inter-task cosine 2.5–97.5% range [{cos_t['p2.5']:.3f}, {cos_t['p97.5']:.3f}] "
-               f"{'lies within' if inside else 'is not within'} the inter-sample range "
-               f"[{cos_s['p2.5']:.3f}, {cos_s['p97.5']:.3f}]; mean magnitude similarity "
-               f"{mag_t['mean']:.3f} between tasks vs {mag_s['mean']:.3f} between samples.")
-    return ("## Over the whole training\n\n" + table + "\n\n" + verdict + "\n\n## Per epoch (mean ± std)\n\n" +
-            table2 + "\n")
+    lower = mag_t["mean"] < mag_s["mean"]
+    text = (f"Inter-task cosine 2.5–97.5% range [{cos_t['p2.5']:.3f}, {cos_t['p97.5']:.3f}] "
+            f"{'lies within' if inside else 'is not within'} the inter-sample range "
+            f"[{cos_s['p2.5']:.3f}, {cos_s['p97.5']:.3f}] ({'as' if inside else 'unlike'} Paper A); mean "
+            f"magnitude similarity {mag_t['mean']:.3f} between tasks vs {mag_s['mean']:.3f} between samples "
+            f"({'lower between tasks, as' if lower else 'not lower between tasks, unlike'} Paper A).")
+    return inside, lower, text
 
 
 def plot(record: dict) -> bytes:
@@ -181,16 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: train its best EW run")
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="default: A1's, 1e-5")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     cfg = PRESETS[args.preset]
-    optimizer, lr = best_ew(Path(args.from_study)) if args.from_study else (args.optimizer, args.lr)
+    run = best_config(Path(args.from_study), "ew") if args.from_study else \
+        dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, lr_schedule="constant")
     out = Path(args.out or f"results/conflicts/{args.preset}")
     store = open_store(out)
     t0 = time.time()
     data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
-    spec = RunSpec(method="ew", optimizer=optimizer, lr=lr, seed=args.seed, epochs=cfg["epochs"],
-                   batch_size=cfg["batch_size"], data=dict(cfg["data"], seed=0))
+    spec = RunSpec(method="ew", seed=args.seed, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                   data=dict(cfg["data"], seed=0), **run)
     key = f"{spec.key}-every{cfg['every']}-samples{MAX_SAMPLES}"
     if key in store:
         print(f"{spec.label}: already done in {store.path}")
@@ -203,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         store.add(record)
     record = store.get(key)
     text = (f"# Study A3: gradient conflict and magnitude along EW training (preset `{args.preset}`)\n\n"
-            f"{spec.label}, {cfg['epochs']} epochs, batch {cfg['batch_size']}, statistics every "
+            f"{spec.label}, weight decay {spec.weight_decay:g}, {spec.lr_schedule} learning rate"
+            f"{' (A1 best EW configuration)' if args.from_study else ''}, {cfg['epochs']} epochs, "
+            f"batch {cfg['batch_size']}, statistics every "
             f"{cfg['every']} steps on at most {MAX_SAMPLES} random samples of the batch, shared "
             f"(encoder) parameters of MultiLeNet, {len(data.train)} training canvases.\n\n" + summarize(record))
     write_summary(out, text, plot(record), t0)

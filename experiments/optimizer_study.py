@@ -9,11 +9,29 @@ optimizer; only the learning rate is tuned, from one grid shared by all; weight
 decay fixed (1e-5, coupled L2 as in LibMTL); single-task (STL) baselines
 trained on the same grid. Every run is evaluated after each epoch; its epoch
 is chosen on validation delta-m (early stopping), and each method's learning
-rate on the validation delta-m averaged over seeds. Reported on the test set:
-delta-m (Paper A's convention, lower is better) per method and optimizer (mean
-± std over seeds, with the rank among methods), how many runs are
-Pareto-optimal in the space of per-task accuracies (overall and against each
-other optimizer), and a plot of both.
+rate on the validation delta-m averaged over seeds (:mod:`experiments.selection`).
+
+Methods run as in LibMTL, Paper A's code base (:data:`experiments.common.LIBMTL_SETTINGS`):
+UW's log-variances start at -0.5 and are trained by the model's own optimizer
+(``uw_libmtl``), CAGrad with c = 0.5 (``cagrad_libmtl``), Aligned-MTL summing
+the aligned rows (``aligned_mtl_libmtl``); ``--methods`` also takes the
+library's defaults (``uncertainty``: s = 0 trained by Adam at 1e-3 whatever the
+optimizer; ``cagrad``: c = 0.4; ``aligned_mtl``: rows averaged).
+
+Grid edges: when a row's chosen learning rate (a method's, or a single-task
+model's) is the largest or smallest it was tried at, the grid of that row is
+extended in that direction by the grid's step, within the paper's range
+[1e-5, 0.5], until no choice sits at an edge it can move past (``--no-extend``
+turns this off); summary.md lists the extensions and any choice still at an edge. Learning-rate schedule
+(``--lr-schedule``, :func:`experiments.optimizers.lr_factor`): ``constant`` in
+``tiny`` and ``quick``, ``step`` (Paper A's halving every 100 of 300 epochs,
+scaled to the preset) in ``paper``. (``tiny``, for tests, extends nothing.)
+
+Reported on the test set: delta-m (Paper A's convention, lower is better) per
+method and optimizer (mean ± std over seeds, with the rank among methods);
+Pareto counts in the space of per-task accuracies: the paper's "PO w.r.t. X"
+(runs of one optimizer that no run of optimizer X dominates) and the runs on
+the joint front of all optimizers' runs; and a plot of both.
 
 IMTL here is IMTL-G (the gradient part of LibMTL's hybrid IMTL). MTL-IO with
 SGD+momentum is EW with SGD+momentum up to rounding (momentum is linear); with
@@ -24,6 +42,7 @@ Writes ``results.jsonl`` (one line per run, resumable), ``summary.md`` and
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -34,31 +53,38 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import (HIGHER, RunSpec, as_metrics, markdown_table, mean_std, open_store,  # noqa: E402
-                                png_bytes, run_grid, select_epoch, stl_baselines, study_parser,
-                                with_overrides, write_summary)
+from experiments.common import (LIBMTL_SETTINGS, RunSpec, markdown_table, mean_std, open_store,  # noqa: E402
+                                png_bytes, run_grid, stl_baselines, study_parser, with_overrides,
+                                write_summary)
+from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
+from experiments.selection import WEIGHT_DECAY, grid_edge, row_and_family, select_runs, select_stl  # noqa: E402
 from jaxmtl.analysis import pareto_mask  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
-from experiments.optimizers import MTL_IO  # noqa: E402
-from jaxmtl.training import ResultStore, delta_m  # noqa: E402
 
-METHOD_LABELS = {"ew": "EW", "uncertainty": "UW", "rlw": "RLW", "pcgrad": "PCGrad", "cagrad": "CAGrad",
-                 "imtl_g": "IMTL-G", "aligned_mtl": "Aligned-MTL"}
+METHOD_LABELS = {"ew": "EW", "uw_libmtl": "UW", "rlw": "RLW", "pcgrad": "PCGrad", "cagrad_libmtl": "CAGrad",
+                 "imtl_g": "IMTL-G", "aligned_mtl_libmtl": "Aligned-MTL"}
+"""The study's methods, in LibMTL's settings (Paper A's)."""
+OTHER_METHODS = {"uncertainty": "UW (Adam 1e-3, s0 = 0)", "cagrad": "CAGrad (c = 0.4)",
+                 "aligned_mtl": "Aligned-MTL (rows averaged)"}
+"""The library's defaults of the same methods, on request (``--methods``)."""
 PER_TASK = {"adatask": "AdaTask", "mtl_io": "MTL-IO"}
 """Optimizer-side methods (EW with per-task optimizer state)."""
+ROW_LABELS = {**METHOD_LABELS, **OTHER_METHODS, **PER_TASK, "stl0": "STL task 0", "stl1": "STL task 1"}
 OPTIMIZER_LABELS = {"adam": "Adam", "sgd_momentum": "SGD+mom.", "signsgd_momentum": "signSGD+mom."}
 PAPER_LRS = [0.5, 0.1, 0.05, 0.01, 0.005, 0.001, 0.0005, 0.0001, 0.00005, 0.00001]
+LR_RANGE = (min(PAPER_LRS), max(PAPER_LRS))
+"""The paper's range: grid extensions stay within it."""
 PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=1, batch_size=32, seeds=[0],
                  methods=["ew", "pcgrad"], per_task=["mtl_io"], optimizers=["adam", "signsgd_momentum"],
-                 lrs=[1e-2, 1e-3]),
+                 lrs=[1e-2, 1e-3], lr_schedule="constant", extend=False),
     "quick": dict(data=dict(n_train=4096, n_val=1024, n_test=2048), epochs=4, batch_size=64,
                   seeds=[0], methods=list(METHOD_LABELS), per_task=list(PER_TASK),
-                  optimizers=list(OPTIMIZER_LABELS), lrs=[0.05, 0.005, 0.0005]),
+                  optimizers=list(OPTIMIZER_LABELS), lrs=[0.05, 0.005, 0.0005], lr_schedule="constant", extend=True),
     "paper": dict(data=dict(), epochs=30, batch_size=256, seeds=[0, 1, 2], methods=list(METHOD_LABELS),
-                  per_task=list(PER_TASK), optimizers=list(OPTIMIZER_LABELS), lrs=PAPER_LRS),
+                  per_task=list(PER_TASK), optimizers=list(OPTIMIZER_LABELS), lrs=PAPER_LRS,
+                  lr_schedule="step", extend=True),
 }
-WEIGHT_DECAY = 1e-5
 
 
 def per_task_optimizer(kind: str, family: str) -> str | None:
@@ -68,116 +94,119 @@ def per_task_optimizer(kind: str, family: str) -> str | None:
     return next(name for name, base in MTL_IO.items() if base == family)
 
 
+def row_specs(cfg: dict, row: str, family: str, lr: float, data_seed: int) -> list[RunSpec]:
+    """The runs of one row (a method, ``adatask``/``mtl_io`` or ``stl<t>``) with the
+    optimizer family ``family`` at ``lr``, one per seed (none where the row has no
+    run on that family: AdaTask is Adam's)."""
+    common = dict(lr=lr, epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=dict(cfg["data"], seed=data_seed),
+                  weight_decay=WEIGHT_DECAY, lr_schedule=cfg["lr_schedule"])
+    if row.startswith("stl"):
+        return [RunSpec(method="stl", stl_task=int(row[3:]), optimizer=family, seed=s, **common) for s in cfg["seeds"]]
+    if row in PER_TASK:
+        name = per_task_optimizer(row, family)
+        return [] if name is None else [RunSpec(method="ew", optimizer=name, seed=s, **common) for s in cfg["seeds"]]
+    return [RunSpec(method=row, optimizer=family, seed=s, **common) for s in cfg["seeds"]]
+
+
+def rows(cfg: dict, num_tasks: int = 2) -> list[str]:
+    return [f"stl{t}" for t in range(num_tasks)] + list(cfg["methods"]) + list(cfg["per_task"])
+
+
 def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
-    data = dict(cfg["data"], seed=data_seed)
-    specs = []
-    for seed in cfg["seeds"]:
-        for family in cfg["optimizers"]:
-            for lr in cfg["lrs"]:
-                common = dict(lr=lr, seed=seed, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                              data=data, weight_decay=WEIGHT_DECAY)
-                specs += [RunSpec(method="stl", stl_task=t, optimizer=family, **common) for t in (0, 1)]
-                specs += [RunSpec(method=m, optimizer=family, **common) for m in cfg["methods"]]
-                for kind in cfg["per_task"]:
-                    name = per_task_optimizer(kind, family)
-                    if name is not None:
-                        specs.append(RunSpec(method="ew", optimizer=name, **common))
-    return specs
+    """The grid, learning rate by learning rate (an interrupted run has whole slices of it)."""
+    return [spec for lr in cfg["lrs"] for family in cfg["optimizers"] for row in rows(cfg)
+            for spec in row_specs(cfg, row, family, lr, data_seed)]
 
 
-def row_and_family(spec: dict) -> tuple[str, str]:
-    """Table row (method label) and column (base optimizer) of a run."""
-    opt = spec["optimizer"]
-    if opt == "adatask":
-        return PER_TASK["adatask"], "adam"
-    if opt in MTL_IO:
-        return PER_TASK["mtl_io"], MTL_IO[opt]
-    return METHOD_LABELS.get(spec["method"], spec["method"]), opt
+def step_past(lrs: list[float], direction: int) -> float | None:
+    """The next learning rate past the edge of ``lrs`` in ``direction`` (+1 up, -1
+    down), one grid step (the ratio of the two outermost values, 10 for a single
+    value) away and clipped to :data:`LR_RANGE`; ``None`` at the range's end."""
+    lrs = sorted(lrs)
+    ratio = 10.0
+    if len(lrs) > 1:
+        ratio = lrs[-1] / lrs[-2] if direction > 0 else lrs[1] / lrs[0]
+    edge = lrs[-1] if direction > 0 else lrs[0]
+    nxt = min(edge * ratio, LR_RANGE[1]) if direction > 0 else max(edge / ratio, LR_RANGE[0])
+    return None if np.isclose(nxt, edge) else float(nxt)
 
 
-def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """Per (row, optimizer): the learning rate with the best mean validation delta-m
-    over seeds, and at it the per-seed test delta-m and accuracies."""
-    base_val, base_test = stl_baselines(records)
-    tasks = records[0]["tasks"]
-    by_lr: dict[tuple, list] = {}
-    for r in records:
-        s = r["spec"]
-        if s["stl_task"] is not None:
-            continue
-        row, family = row_and_family(s)
-        entry = by_lr.setdefault((row, family, s["lr"]), [])
-        best = select_epoch(r, base_val[s["seed"]])
-        if best is None:  # diverged before its first evaluation
-            entry.append(None)
-            continue
-        entry.append({"seed": s["seed"], "label": r["label"],
-                      "val_dm": delta_m(as_metrics(best["val"], tasks), base_val[s["seed"]], HIGHER),
-                      "test_dm": delta_m(as_metrics(best["test"], tasks), base_test[s["seed"]], HIGHER),
-                      "test_acc": [100 * a for a in best["test"]["accuracy"]], "epoch": best["epoch"],
-                      "diverged": r["diverged"]})
-    chosen: dict[tuple[str, str], dict] = {}
-    for (row, family, lr), runs in by_lr.items():
-        finite = [x for x in runs if x is not None]
-        if len(finite) < len(runs) or not finite:
-            continue  # a learning rate at which some seed diverged at once is not a candidate
-        score = float(np.mean([x["val_dm"] for x in finite]))
-        if (row, family) not in chosen or score < chosen[(row, family)]["val_dm"]:
-            chosen[(row, family)] = {"lr": lr, "val_dm": score, "runs": finite}
-    for (row, family), c in chosen.items():
-        c["diverged_lrs"] = sum(1 for (r2, f2, _), runs in by_lr.items() if (r2, f2) == (row, family)
-                                and any(x is None or x["diverged"] for x in runs))
-    return chosen
+def at_edges(records: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
+    """Per (row, family) whose chosen learning rate sits at an edge of its tried ones:
+    ``(lr, direction)``."""
+    chosen = {**select_runs(records), **select_stl(records)}
+    return {k: (c["lr"], d) for k, c in chosen.items() if (d := grid_edge(c))}
 
 
-def best_ew(study_dir: Path) -> tuple[str, float]:
-    """Optimizer and learning rate of the best EW run of an A1 output directory: the
-    lowest validation delta-m (mean over seeds) over optimizers and learning rates."""
-    records = list(ResultStore(study_dir / "results.jsonl"))
-    if not records:
-        raise ValueError(f"no A1 results in {study_dir}")
-    chosen = {k: c for k, c in select_runs(records).items() if k[0] == "EW"}
-    if not chosen:
-        raise ValueError(f"no finite EW run in {study_dir}")
-    (_, family), c = min(chosen.items(), key=lambda kv: kv[1]["val_dm"])
-    return family, c["lr"]
-
-
-def best_stl(study_dir: Path, task: int) -> tuple[str, float]:
-    """Optimizer and learning rate of the single-task run of ``task`` with the best
-    validation accuracy in an A1 output directory."""
-    runs = [r for r in ResultStore(study_dir / "results.jsonl") if r["spec"]["stl_task"] == task and r["epochs"]]
-    if not runs:
-        raise ValueError(f"no single-task run of task {task} in {study_dir}")
-    best = max(runs, key=lambda r: select_epoch(r, None)["val"]["accuracy"][task])
-    return best["spec"]["optimizer"], best["spec"]["lr"]
+def extend_grid(cfg: dict, records: list[dict], data, store, data_seed: int) -> tuple[list[dict], dict]:
+    """Trains the extensions of the grid past every edge choice (see the module
+    docstring) until none is left that the range allows; returns all records and
+    the learning rates added per (row, family)."""
+    added: dict[tuple[str, str], list[float]] = {}
+    while True:
+        todo = []
+        for (row, family), (_, direction) in at_edges(records).items():
+            tried = sorted({r["spec"]["lr"] for r in records if row_and_family(r["spec"]) == (row, family)})
+            nxt = step_past(tried, direction)
+            if nxt is not None:
+                todo += row_specs(cfg, row, family, nxt, data_seed)
+                added.setdefault((row, family), []).append(nxt)
+        if not todo:
+            return records, added
+        print(f"grid edges: extending {len(todo)} run(s)")
+        records = records + run_grid(todo, data, store)
 
 
 def pareto_tables(chosen: dict, families: list[str]) -> tuple[str, list[str]]:
-    """Pareto-optimal counts over all chosen runs (one point per row, optimizer and seed)."""
+    """Pareto counts over the chosen runs (one point per row, optimizer and seed): the
+    paper's "PO w.r.t. X" (this optimizer's runs that no run of X dominates) and the
+    runs on the joint front of all optimizers' runs."""
     points, fams, names = [], [], []
     for (row, family), c in chosen.items():
         for x in c["runs"]:
             points.append(x["test_acc"])
             fams.append(family)
-            names.append(f"{row} / {OPTIMIZER_LABELS.get(family, family)} / s{x['seed']}")
+            names.append(f"{ROW_LABELS.get(row, row)} / {OPTIMIZER_LABELS.get(family, family)} / s{x['seed']}")
     points, fams = np.asarray(points), np.asarray(fams)
-    k = points.shape[1]
-    overall = pareto_mask(points, [True] * k)
-    header = ["optimizer", "runs", "Pareto-optimal overall"] + [f"vs {OPTIMIZER_LABELS.get(f, f)}" for f in families]
-    rows = []
+    up = [True] * points.shape[1]
+    joint = pareto_mask(points, up)
+    header = (["optimizer", "runs", "on the joint front (all optimizers)"] +
+              [f"PO w.r.t. {OPTIMIZER_LABELS.get(f, f)} (paper's count)" for f in families])
+    table = []
     for f in families:
-        mine = fams == f
-        cells = [OPTIMIZER_LABELS.get(f, f), int(mine.sum()), f"{int(overall[mine].sum())}"]
+        mine = points[fams == f]
+        cells = [OPTIMIZER_LABELS.get(f, f), len(mine), int(joint[fams == f].sum())]
         for other in families:
-            if other == f:
-                cells.append("-")
-                continue
-            pair = mine | (fams == other)
-            front = pareto_mask(points[pair], [True] * k)
-            cells.append(f"{int(front[fams[pair] == f].sum())} of {int(front.sum())}")
-        rows.append(cells)
-    return markdown_table(header, rows), [n for n, m in zip(names, overall) if m]
+            theirs = points[fams == other]
+            cells.append("-" if other == f else
+                         sum(bool(pareto_mask(np.vstack([p, theirs]), up)[0]) for p in mine))
+        table.append(cells)
+    return markdown_table(header, table), [n for n, m in zip(names, joint) if m]
+
+
+def settings_text(methods: list[str]) -> str:
+    """Which LibMTL settings (Paper A's) and which library defaults the runs use."""
+    libmtl = {"uw_libmtl": "UW: log-variances start at -0.5, trained by the model's own optimizer "
+                           "(its learning rate and schedule; LibMTL's weight decay on them is left out)",
+              "cagrad_libmtl": "CAGrad: c = 0.5", "aligned_mtl_libmtl": "Aligned-MTL: aligned rows summed"}
+    other = {"uncertainty": "UW (library default): log-variances start at 0, trained by Adam at 1e-3",
+             "cagrad": "CAGrad (library default): c = 0.4",
+             "aligned_mtl": "Aligned-MTL (library default): aligned rows averaged"}
+    used = [libmtl[m] for m in methods if m in LIBMTL_SETTINGS] + [other[m] for m in methods if m in other]
+    return "Method settings: " + ("; ".join(used) if used else "library defaults") + \
+        ". IMTL is IMTL-G; RLW draws its weights from the run's seed.\n\n"
+
+
+def edges_text(records: list[dict], added: dict, extend: bool) -> str:
+    """Where the grid was extended and where a choice still sits at an edge."""
+    label = lambda k: f"{ROW_LABELS.get(k[0], k[0])} / {OPTIMIZER_LABELS.get(k[1], k[1])}"
+    ext = "; ".join(f"{label(k)}: +{', '.join(f'{lr:g}' for lr in v)}" for k, v in sorted(added.items()))
+    edges = at_edges(records)
+    still = "; ".join(f"{label(k)} at {lr:g} ({'top' if d > 0 else 'bottom'})" for k, (lr, d) in sorted(edges.items()))
+    return ("## Learning-rate grid edges\n\n"
+            f"Grid extended past an edge choice: {ext or 'none needed' if extend else 'not by this run'}.\n\n"
+            f"Choices still at an edge of the learning rates tried: {still or 'none'}"
+            f"{' (at the end of the paper range [1e-5, 0.5])' if still and extend else ''}.\n\n")
 
 
 def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
@@ -189,7 +218,7 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
         return "(every multi-task run diverged)", {}
     tasks = records[0]["tasks"]
     fams = [f for f in families if any(f == fam for _, fam in chosen)]
-    rows_order = [r for r in [*METHOD_LABELS.values(), *PER_TASK.values()] if any(r == row for row, _ in chosen)]
+    rows_order = [r for r in ROW_LABELS if any(r == row for row, _ in chosen)]
     ranks = {}
     for f in fams:
         order = sorted((np.mean([x["test_dm"] for x in c["runs"]]), row) for (row, fam), c in chosen.items() if fam == f)
@@ -198,7 +227,7 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
               *[f"{OPTIMIZER_LABELS.get(f, f)} lr" for f in fams]]
     table = []
     for row in rows_order:
-        cells = [row]
+        cells = [ROW_LABELS[row]]
         for f in fams:
             c = chosen.get((row, f))
             cells.append("-" if c is None else f"{mean_std([x['test_dm'] for x in c['runs']])} (#{ranks[(row, f)]})")
@@ -207,8 +236,8 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
             cells.append("-" if c is None else f"{c['lr']:g}" + (f" ({c['diverged_lrs']} div.)" if c["diverged_lrs"] else ""))
         table.append(cells)
     acc_header = ["method", "optimizer", *[f"test acc {t} (%)" for t in tasks]]
-    acc_rows = [[row, OPTIMIZER_LABELS.get(f, f), *[mean_std([x["test_acc"][t] for x in c["runs"]])
-                                                   for t in range(len(tasks))]]
+    acc_rows = [[ROW_LABELS[row], OPTIMIZER_LABELS.get(f, f),
+                 *[mean_std([x["test_acc"][t] for x in c["runs"]]) for t in range(len(tasks))]]
                 for row in rows_order for f in fams if (c := chosen.get((row, f)))]
     _, base_test = stl_baselines(records)
     for t, task in enumerate(tasks):
@@ -223,23 +252,25 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
             "optimizer; 'div.' counts the learning rates at which a run diverged.\n\n"
             "## Test accuracies\n\n" + markdown_table(acc_header, acc_rows) +
             "\n\n## Pareto-optimal runs (per-task test accuracies)\n\n" + pareto +
-            "\n\n'vs X': on the front of this optimizer's and X's runs together, this optimizer's "
-            "count of the front's size.\n\nOn the overall front: " + ", ".join(front) + "\n")
+            "\n\n'PO w.r.t. X' (Paper A's count): this optimizer's runs that no run of X dominates "
+            "(a run dominated only by runs of its own optimizer still counts). 'On the joint front': "
+            "runs that no run of any optimizer dominates.\n\nOn the joint front: " + ", ".join(front) + "\n")
     return text, chosen
 
 
 def plot(chosen: dict, families: list[str]) -> bytes:
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     fams = [f for f in families if any(f == fam for _, fam in chosen)]
-    rows = [r for r in [*METHOD_LABELS.values(), *PER_TASK.values()] if any(r == row for row, _ in chosen)]
+    rows_order = [r for r in ROW_LABELS if any(r == row for row, _ in chosen)]
     width = 0.8 / max(len(fams), 1)
     colors = {f: plt.get_cmap("tab10")(i) for i, f in enumerate(fams)}
     for k, f in enumerate(fams):
-        vals = [[x["test_dm"] for x in chosen[(r, f)]["runs"]] if (r, f) in chosen else [np.nan] for r in rows]
-        ax1.bar(np.arange(len(rows)) + k * width, [np.mean(v) for v in vals], width,
+        vals = [[x["test_dm"] for x in chosen[(r, f)]["runs"]] if (r, f) in chosen else [np.nan] for r in rows_order]
+        ax1.bar(np.arange(len(rows_order)) + k * width, [np.mean(v) for v in vals], width,
                 yerr=[np.std(v) for v in vals], color=colors[f], label=OPTIMIZER_LABELS.get(f, f))
     ax1.axhline(0, color="k", lw=0.8)
-    ax1.set_xticks(np.arange(len(rows)) + width * (len(fams) - 1) / 2, rows, rotation=30, ha="right")
+    ax1.set_xticks(np.arange(len(rows_order)) + width * (len(fams) - 1) / 2, [ROW_LABELS[r] for r in rows_order],
+                   rotation=30, ha="right")
     ax1.set_ylabel("test Δm (%, lower is better)")
     ax1.set_title("Best Δm per method and optimizer")
     ax1.legend()
@@ -249,7 +280,7 @@ def plot(chosen: dict, families: list[str]) -> bytes:
     for f in fams:
         sel = np.array([fam == f for _, fam in pts])
         ax2.scatter(acc[sel, 0], acc[sel, 1], color=colors[f], label=OPTIMIZER_LABELS.get(f, f), s=25)
-    ax2.scatter(acc[front, 0], acc[front, 1], facecolors="none", edgecolors="k", s=90, label="Pareto-optimal")
+    ax2.scatter(acc[front, 0], acc[front, 1], facecolors="none", edgecolors="k", s=90, label="joint front")
     ax2.set_xlabel("test accuracy, task 0 (%)")
     ax2.set_ylabel("test accuracy, task 1 (%)")
     ax2.set_title("Runs in metric space")
@@ -260,25 +291,44 @@ def plot(chosen: dict, families: list[str]) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "optimizer_study", PRESETS)
-    parser.add_argument("--methods", nargs="+", choices=list(METHOD_LABELS), default=None)
+    parser.add_argument("--methods", nargs="+", choices=[*METHOD_LABELS, *OTHER_METHODS], default=None)
     parser.add_argument("--per-task", nargs="*", choices=list(PER_TASK), default=None)
     parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZER_LABELS), default=None)
     parser.add_argument("--lrs", nargs="+", type=float, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
+                        help="constant, or step: halve after 1/3 and 2/3 of the epochs (Paper A's 100 of 300); "
+                             "default: the preset's (quick: constant, paper: step)")
+    parser.add_argument("--extend", action=argparse.BooleanOptionalAction, default=None,
+                        help="extend the grid past edge choices (default: the preset's; tiny: no)")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="summarise the runs already in --out, training nothing (e.g. after merging the "
+                             "results.jsonl of workers, which must not share one --out: each rewrites the file)")
     args = parser.parse_args(argv)
-    cfg = with_overrides(PRESETS[args.preset], args, ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs"))
+    cfg = with_overrides(PRESETS[args.preset], args,
+                         ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend"))
+    if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
+        raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
     out = Path(args.out or f"results/optimizer_study/{args.preset}")
     store = open_store(out)
     t0 = time.time()
     data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
-    specs = build_specs(cfg, data_seed=0)
-    records = run_grid(specs, data, store)
+    if args.summary_only:
+        records, added = list(store), {}
+        if not records:
+            raise ValueError(f"--summary-only: no runs in {store.path}")
+        cfg.update(lrs=sorted({r["spec"]["lr"] for r in records}, reverse=True), extend=False)
+    else:
+        records = run_grid(build_specs(cfg, data_seed=0), data, store)
+        records, added = extend_grid(cfg, records, data, store, data_seed=0) if cfg["extend"] else (records, {})
     text, chosen = summarize(records, cfg["optimizers"])
     header = (f"# Study A1: optimizers x MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
-              f"grid {cfg['lrs']}, weight decay {WEIGHT_DECAY:g}, MultiLeNet, "
-              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases.\n\n")
+              f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, {cfg['lr_schedule']} learning rate, weight "
+              f"decay {WEIGHT_DECAY:g}, MultiLeNet, "
+              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases.\n\n"
+              + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
     write_summary(out, header + text, plot(chosen, cfg["optimizers"]) if chosen else None, t0)
     return 0
 

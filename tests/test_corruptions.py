@@ -3,13 +3,50 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from jaxmtl.data import CORRUPTIONS, SEVERITIES, corrupt, corrupt_random
-from jaxmtl.data.corruptions import _area_matrix, _dct_matrix, _LUMINANCE, jpeg, quantisation_table
+from jaxmtl.data import corruptions as module
+from jaxmtl.data.corruptions import _area_matrix, _dct_matrix, _LUMINANCE, _streak, jpeg, quantisation_table
 
 RNG = np.random.default_rng(0)
 IMAGES = np.zeros((6, 36, 36, 1), np.uint8)
 IMAGES[:, 6:30, 8:28] = RNG.integers(60, 256, (6, 24, 20, 1))  # an object on a black canvas
+
+
+def _items(n=16, seed=0):
+    """Garment-like items: smooth shapes with a soft texture on a black 36x36 canvas."""
+    rng = np.random.default_rng(seed)
+    shape = ndimage.gaussian_filter(rng.random((n, 36, 36)), (0, 4, 4))
+    mask = ndimage.gaussian_filter(np.pad(np.ones((n, 24, 20)), ((0, 0), (6, 6), (8, 8))), (0, 1, 1))
+    texture = 0.6 + 0.4 * ndimage.gaussian_filter(rng.random((n, 36, 36)), (0, 1, 1))
+    x = mask * (0.4 + 0.5 * texture * (shape > np.median(shape)))
+    return np.round(255 * np.clip(x, 0, 1)).astype(np.uint8)
+
+
+ITEMS = _items()
+NOT_IN_SEVERITY_ORDER = ("glass_blur", "elastic_transform", "pixelate")
+"""Corruptions whose CIFAR-10-C parameters do not order the distance by severity (module docstring)."""
+
+
+def _distances(name):
+    return [np.sqrt(np.mean((corrupt(ITEMS, name, s, seed=3).astype(float) - ITEMS) ** 2)) for s in SEVERITIES]
+
+
+@pytest.mark.parametrize("name", sorted(set(CORRUPTIONS) - set(NOT_IN_SEVERITY_ORDER)))
+def test_distance_from_clean_grows_with_severity(name):
+    d = _distances(name)
+    assert d[0] > 0 and d[-1] > 1.2 * d[0], d
+    tie = 1e-3 if name == "motion_blur" else 0.0  # its severities 3 and 4 nearly tie (module docstring)
+    assert all(b >= a * (1 - tie) for a, b in zip(d, d[1:])), d
+    assert sum(b > a for a, b in zip(d, d[1:])) >= 3, d
+
+
+def test_documented_exceptions_to_the_severity_order():
+    elastic, glass, pixelate = (_distances(n) for n in NOT_IN_SEVERITY_ORDER[1::-1] + ("pixelate",))
+    assert all(b < a for a, b in zip(elastic, elastic[1:])), elastic  # the affine step shrinks
+    assert min(glass[3:]) > max(glass[:3]), glass  # two sweeps of swaps beat one
+    assert pixelate[4] > pixelate[3] > pixelate[2] > max(pixelate[:2]), pixelate
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
@@ -18,8 +55,7 @@ def test_shape_dtype_range_determinism_and_severity(name):
     for out in outs:
         assert out.shape == IMAGES.shape and out.dtype == np.uint8
     np.testing.assert_array_equal(outs[0], corrupt(IMAGES, name, 1, seed=3))  # deterministic
-    dist = [np.abs(o.astype(float) - IMAGES).mean() for o in outs]
-    assert dist[0] > 0 and dist[-1] > dist[0], dist  # severity 5 is further from clean than 1
+    assert all(np.abs(o.astype(float) - IMAGES).mean() > 0 for o in outs)  # every severity corrupts
     floats = corrupt(IMAGES[..., 0] / 255.0, name, 3, seed=3)
     assert floats.dtype == np.float64 and floats.min() >= 0 and floats.max() <= 1
     np.testing.assert_allclose(floats * 255, outs[2][..., 0], atol=0.51)  # same result either way
@@ -29,6 +65,50 @@ def test_shape_dtype_range_determinism_and_severity(name):
                                   "motion_blur", "snow", "fog", "elastic_transform"])
 def test_random_corruptions_depend_on_the_seed(name):
     assert not np.array_equal(corrupt(IMAGES, name, 3, seed=0), corrupt(IMAGES, name, 3, seed=1))
+
+
+def test_motion_kernel_is_imagemagick_streak():
+    k = _streak(6, 1.0, 0.0)  # 13 taps along +x from the centre, Gaussian in the distance
+    centre = k.shape[0] // 2
+    row = k[centre, centre:]
+    np.testing.assert_allclose(row / row[0], np.exp(-np.arange(13) ** 2 / 2), atol=1e-12)
+    assert k.sum() == pytest.approx(1.0) and k[centre, :centre].sum() == 0 and k[:centre].sum() == 0
+    down = _streak(6, 1.0, 90.0)  # 90 degrees: along +y (image rows)
+    np.testing.assert_allclose(down[centre:, centre], row)
+
+
+@pytest.mark.parametrize("name, low, high", [("motion_blur", -45, 45), ("snow", -135, -45)])
+def test_streak_angles_follow_cifar10c(name, low, high, monkeypatch):
+    seen = []
+    real = module._motion
+
+    def spy(x, radius, sigma, angles):
+        seen.extend(angles)
+        return real(x, radius, sigma, angles)
+
+    monkeypatch.setattr(module, "_motion", spy)
+    corrupt(np.repeat(ITEMS, 4, axis=0), name, 2, seed=1)
+    assert low <= min(seen) and max(seen) <= high and max(seen) - min(seen) > 0.6 * (high - low)
+
+
+def test_elastic_severity_1_is_an_affine_warp():
+    ramp = np.broadcast_to(np.add.outer(np.arange(36), 2 * np.arange(36)) / 120.0, (3, 36, 36))
+    yy, xx = np.mgrid[8:28, 8:28]
+    design = np.stack([yy.ravel(), xx.ravel(), np.ones(yy.size)], axis=1)
+
+    def residual(out):  # how far the interior is from a plane (an affine image of a ramp is a ramp)
+        return max(np.abs(design @ np.linalg.lstsq(design, o[8:28, 8:28].ravel(), rcond=None)[0]
+                          - o[8:28, 8:28].ravel()).max() for o in out)
+
+    one, five = corrupt(ramp, "elastic_transform", 1, seed=2), corrupt(ramp, "elastic_transform", 5, seed=2)
+    assert not np.allclose(one, ramp) and residual(one) < 1e-9  # moved, and only affinely
+    assert residual(five) > 1e-3  # the displacement field bends it
+
+
+def test_glass_blur_swaps_pixels():
+    out = corrupt(ITEMS / 255.0, "glass_blur", 1, seed=0)  # sigma 0.05: the blurs are ~identity
+    assert not np.allclose(out, ITEMS / 255.0)
+    np.testing.assert_allclose(np.sort(out, axis=None), np.sort(ITEMS / 255.0, axis=None), atol=1e-6)
 
 
 def test_hand_computed_cases():
