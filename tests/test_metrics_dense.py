@@ -109,3 +109,9 @@ def test_streaming_stats_sum_over_batches():
     total = jax.tree.map(lambda a, b: a + b, metric.stats(logits[:1], truth[:1], None),
                          metric.stats(logits[1:], truth[1:], None))
     assert metric.value(total) == pytest.approx(metric(logits, truth))
+
+
+def test_normal_loss_gradient_is_finite_at_a_zero_prediction():
+    pred = jnp.zeros((1, 1, 2, 3)).at[0, 0, 1].set(jnp.array([1.0, 0, 0]))
+    grad = jax.grad(lambda p: M.normal_loss(p, jnp.ones((1, 1, 2, 3))))(pred)
+    assert np.all(np.isfinite(np.asarray(grad)))

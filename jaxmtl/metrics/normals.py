@@ -23,8 +23,8 @@ def _cos(pred, target, mask):
     target = jnp.asarray(target, jnp.float32)
     valid = valid_mask(mask, target.shape[:-1]) & jnp.any(target != 0, axis=-1)
 
-    def unit(v):
-        return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    def unit(v):  # no sqrt at 0: a zero prediction (all-ReLU-off pixel) must not give NaN gradients
+        return v * jax.lax.rsqrt(jnp.maximum(jnp.sum(v * v, axis=-1, keepdims=True), 1e-24))
 
     return jnp.sum(unit(pred) * unit(target), axis=-1), valid
 
