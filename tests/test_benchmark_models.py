@@ -49,21 +49,33 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", ["celeba_resnet", "mpnn", "segnet",
-                                  pytest.param("deeplab18", marks=pytest.mark.slow)])  # ~1 min to compile
-def test_one_upgrad_step_trunk_heads_split_and_representation_gramian(name):
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_shapes_and_trunk_heads_split(name):
     make, make_batch, tasks, key = CASES[name]
     model, batch = make(), make_batch()
-    variables = model.init(jax.random.PRNGKey(0), batch[key])
-    outputs = model.apply(variables, batch[key])
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch[key])       # traced, not run
+    outputs = jax.eval_shape(model.apply, variables, batch[key])
     assert len(outputs) == len(tasks)
-    if key == "image" and name != "celeba_resnet":
+    if name in ("segnet", "deeplab18"):
         assert [o.shape for o in outputs] == [(2, H, W, 3), (2, H, W, 1), (2, H, W, 3)]
     else:
         assert all(o.shape == (2,) for o in outputs)
     mask = shared_mask(variables["params"])
     assert set(variables["params"]) == {"encoder", *(f"head_{t}" for t in range(len(tasks)))}
     assert all(jax.tree.leaves(mask["encoder"])) and not any(jax.tree.leaves(mask["head_0"]))
+    owners = task_of(variables["params"])
+    assert set(jax.tree.leaves(owners)) == {-1, *range(len(tasks))}
+    z = jax.eval_shape(lambda v, x: model.apply(v, x, method="encode"), variables, batch[key])
+    decoded = jax.eval_shape(lambda v, z: model.apply(v, z, method="decode"), variables, z)
+    assert [o.shape for o in decoded] == [o.shape for o in outputs]
+
+
+@pytest.mark.parametrize("name", ["mpnn", pytest.param("segnet", marks=pytest.mark.slow),
+                                  pytest.param("deeplab18", marks=pytest.mark.slow)])  # minutes to compile
+def test_one_upgrad_step_and_representation_gramian(name):
+    make, make_batch, tasks, key = CASES[name]
+    model, batch = make(), make_batch()
+    variables = model.init(jax.random.PRNGKey(0), batch[key])
     tx = optax.chain(jaxmtl.partition(jaxmtl.upgrad(), shared_mask), optax.adam(1e-3))
     step = make_task_train_step(model.apply, tx, tasks, shared=shared_mask, input_key=key)
     new, _, losses = step(variables, tx.init(variables["params"]), batch, jax.random.PRNGKey(1))
@@ -75,59 +87,57 @@ def test_one_upgrad_step_trunk_heads_split_and_representation_gramian(name):
                      new["batch_stats"], once["batch_stats"])
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new["params"], variables["params"])
     assert any(jax.tree.leaves(changed["encoder"])) and any(jax.tree.leaves(changed["head_0"]))
-    # the representation Gramian of encode/decode: T x T, PSD, diagonal = squared head-rep grads
-    z = model.apply(variables, batch[key], method="encode")
 
-    def head_losses(rep):
-        return task_losses(model.apply(variables, rep, method="decode"), batch, tasks)
+    @jax.jit
+    def rep_gramian(variables, batch):   # representation Gramian of the encode/decode split
+        z = model.apply(variables, batch[key], method="encode")
+        return jaxmtl.representation_gramian(
+            lambda rep: task_losses(model.apply(variables, rep, method="decode"), batch, tasks))(z)
 
-    losses_rep, gram = jax.jit(jaxmtl.representation_gramian(head_losses))(z)
-    np.testing.assert_allclose(losses_rep, task_losses(outputs, batch, tasks), rtol=1e-5, atol=1e-6)
+    losses_rep, gram = rep_gramian(variables, batch)
+    np.testing.assert_allclose(losses_rep, losses, rtol=1e-5, atol=1e-6)
     assert gram.shape == (len(tasks), len(tasks))
     assert np.all(np.linalg.eigvalsh(np.asarray(gram, np.float64)) > -1e-4 * float(jnp.trace(gram)))
 
 
-def test_batch_norm_eval_uses_running_averages():
-    model = ResNetHeads(num_tasks=2, stages=(1, 1, 1, 1), width=4)
+def test_batch_norm_rule_and_a_task_without_labels():
+    """ResNet with batch norm, task b unlabelled in the batch: the statistics are updated once,
+    from the one forward pass; task b's loss is 0 and its head does not move; evaluation uses
+    the running averages (an example's output does not depend on the rest of its batch)."""
+    model = ResNetHeads(num_tasks=2, stages=(1, 1, 1, 1), width=2)
     tasks = T.attribute_tasks(["a", "b"])
     rng = np.random.default_rng(0)
-    batch = {"image": rng.normal(size=(3, 16, 16, 3)).astype(np.float32),
-             "attributes": rng.integers(0, 2, (3, 2)).astype(bool)}
+    batch = {"image": rng.normal(size=(3, 8, 8, 3)).astype(np.float32),
+             "attributes": rng.integers(0, 2, (3, 2)).astype(bool),
+             "attributes_mask": np.array([[True, False]] * 3)}
     variables = model.init(jax.random.PRNGKey(0), batch["image"])
     tx = optax.chain(jaxmtl.partition(jaxmtl.upgrad(), shared_mask), optax.sgd(0.1))
-    new, _, _ = make_task_train_step(model.apply, tx, tasks, shared=shared_mask)(
-        variables, tx.init(variables["params"]), batch, jax.random.PRNGKey(1))
-    assert not np.allclose(new["batch_stats"]["encoder"]["BatchNorm_0"]["mean"],
-                           variables["batch_stats"]["encoder"]["BatchNorm_0"]["mean"])
-    ev = make_task_eval_step(model.apply, tasks)
-    first = jax.tree.map(lambda x: x[:1], batch)
-    alone, _ = ev(new, first)                                 # an example's loss does not depend on
-    together = task_losses(model.apply(new, batch["image"]), batch, tasks)   # the rest of the batch
-    np.testing.assert_allclose(alone, task_losses(model.apply(new, first["image"]), first, tasks), rtol=1e-5)
-    assert together.shape == (2,)
-
-
-def test_task_without_labels_in_batch_gives_finite_zero_contribution():
-    model = ResNetHeads(num_tasks=2, stages=(1, 1, 1, 1), width=4)
-    tasks = T.attribute_tasks(["a", "b"])
-    batch = {"image": np.ones((2, 16, 16, 3), np.float32), "attributes": np.array([[1, 0], [0, 1]], bool),
-             "attributes_mask": np.array([[True, False], [True, False]])}     # task b: no label
-    variables = model.init(jax.random.PRNGKey(0), batch["image"])
-    tx = optax.chain(jaxmtl.partition(jaxmtl.upgrad(), shared_mask, task_of=None), optax.sgd(0.1))
     step = make_task_train_step(model.apply, tx, tasks, shared=shared_mask)
     new, _, losses = step(variables, tx.init(variables["params"]), batch, jax.random.PRNGKey(1))
     assert float(losses[1]) == 0.0 and np.isfinite(float(losses[0]))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(new))
     np.testing.assert_array_equal(new["params"]["head_1"]["kernel"], variables["params"]["head_1"]["kernel"])
-    assert task_of(variables["params"])["head_1"]["kernel"] == 1
+    _, once = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(variables, batch["image"])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 new["batch_stats"], once["batch_stats"])
+    assert not np.allclose(new["batch_stats"]["encoder"]["BatchNorm_0"]["mean"],
+                           variables["batch_stats"]["encoder"]["BatchNorm_0"]["mean"])
+    ev = make_task_eval_step(model.apply, tasks)
+    whole, stats = ev(new, batch)
+    assert int(stats[1][0]["count"]) == 0 and int(stats[0][0]["count"]) == 3
+    first = jax.tree.map(lambda x: x[:1], batch)
+    rest = jax.tree.map(lambda x: x[1:], batch)
+    alone, _ = ev(new, first)
+    others, _ = ev(new, rest)
+    np.testing.assert_allclose(whole[0], (alone[0] + 2 * others[0]) / 3, rtol=1e-5)
 
 
 def test_dilated_resnet_strides_and_segnet_unpooling():
     x = jnp.zeros((1, 64, 64, 3))
-    for stride, size in ((32, 2), (16, 4), (8, 8)):
+    for stride, sizes in ((32, [16, 8, 4, 2]), (16, [16, 8, 4, 4]), (8, [16, 8, 8, 8])):
         net = ResNet((1, 1, 1, 1), "bottleneck", 2, output_stride=stride)
-        feats = net.apply(net.init(jax.random.PRNGKey(0), x), x)
-        assert [f.shape[1] for f in feats] == [16, 8 if stride >= 16 else 8, 4 if stride == 32 else size, size]
+        feats = jax.eval_shape(lambda x: net.init_with_output(jax.random.PRNGKey(0), x)[0], x)
+        assert [f.shape[1] for f in feats] == sizes
         assert feats[-1].shape[-1] == 2 * 8 * 4
     v = jnp.array([[1.0, 5.0], [3.0, 2.0]]).reshape(1, 2, 2, 1)
     pooled, where = max_pool_with_argmax(v)
@@ -136,4 +146,4 @@ def test_dilated_resnet_strides_and_segnet_unpooling():
     with pytest.raises(ValueError, match="even"):
         max_pool_with_argmax(jnp.zeros((1, 3, 4, 1)))
     with pytest.raises(ValueError, match="backbone"):
-        DeepLabV3Plus(backbone="vgg").init(jax.random.PRNGKey(0), x)
+        jax.eval_shape(DeepLabV3Plus(backbone="vgg").init, jax.random.PRNGKey(0), x)
