@@ -27,10 +27,11 @@ def load(name, tmp_path):
         return get(name).load()
 
 
-ARCHS = [(n, a) for n in sorted(DATASETS) for a in DATASETS[n].archs if not a.startswith("deeplab")]
+FAST = [("multi_fashion", "multilenet"), ("cityscapes", "segnet"), ("qm9", "mpnn")]
+SLOW = [(n, a) for n in sorted(DATASETS) for a in DATASETS[n].archs if (n, a) not in FAST]  # minutes on CPU
 
 
-@pytest.mark.parametrize("name, arch", ARCHS + [pytest.param("nyuv2", "deeplab_resnet18", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name, arch", FAST + [pytest.param(n, a, marks=pytest.mark.slow) for n, a in SLOW])
 def test_train_and_evaluate_end_to_end_on_fake_files(name, arch, tmp_path):
     bench = get(name)
     data = load(name, tmp_path)
@@ -54,8 +55,12 @@ def test_train_and_evaluate_end_to_end_on_fake_files(name, arch, tmp_path):
         assert all(m in directions for m in task.higher_is_better)
 
 
-def test_unknown_dataset_and_step_timer():
+def test_unknown_dataset():
     with pytest.raises(ValueError, match="cityscapes"):
         get("imagenet")
+
+
+@pytest.mark.slow
+def test_step_timer():
     r = time_step("qm9", tiny=True, batch_size=2, steps=2)
     assert r["step_s"] > 0 and r["wait_for_batch_s"] >= 0

@@ -29,7 +29,7 @@ def test_multi_fashion_steps_are_the_task_steps_with_classification_tasks():
         v_new, s_new, l_new = new(v_new, s_new, batch, key)
         np.testing.assert_allclose(l_new, l_old, rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), v_new["params"], p_old)
-    batches = [jax.tree.map(lambda x: x[:3], batch), jax.tree.map(lambda x: x[3:], batch)]
+    batches = [jax.tree.map(lambda x: x[:2], batch), jax.tree.map(lambda x: x[2:], batch)]
     ref = evaluate(make_eval_step(model.apply), p_old, batches)
     got = evaluate_tasks(make_task_eval_step(model.apply, tasks), v_new, batches, tasks)
     np.testing.assert_allclose([got[t.name]["accuracy"] for t in tasks], ref["accuracy"])
