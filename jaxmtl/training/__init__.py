@@ -1,7 +1,9 @@
 """Training utilities: jitted steps, metrics, crash-safe results."""
 from jaxmtl.training.metrics import delta_m
 from jaxmtl.training.results import ResultStore, atomic_write
-from jaxmtl.training.steps import classification_losses, evaluate, make_eval_step, make_train_step
+from jaxmtl.training.steps import (classification_losses, evaluate, evaluate_tasks, make_eval_step,
+                                   make_task_eval_step, make_task_train_step, make_train_step, task_losses)
 
 __all__ = ["ResultStore", "atomic_write", "classification_losses", "delta_m", "evaluate",
-           "make_eval_step", "make_train_step"]
+           "evaluate_tasks", "make_eval_step", "make_task_eval_step", "make_task_train_step", "make_train_step",
+           "task_losses"]

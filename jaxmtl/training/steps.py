@@ -1,13 +1,34 @@
-"""Generic jitted train and evaluation steps for any jaxmtl method and optax optimizer."""
+"""Generic jitted train and evaluation steps for any jaxmtl method and optax optimizer.
+
+:func:`make_task_train_step` / :func:`make_task_eval_step` take the model's
+apply function and the data set's tasks (:class:`jaxmtl.data.Task`: target,
+loss, metrics), so any data set and model fit; :func:`make_train_step` /
+:func:`make_eval_step` are the Multi-Fashion classification steps (the same
+computation as the task steps with :func:`jaxmtl.data.classification_tasks`).
+
+**Batch norm.** The task steps carry the model's Flax variables
+(``{"params": ..., "batch_stats": ...}``). Each step runs the model *once* in
+training mode on the whole batch, with every non-``params`` collection mutable:
+every BatchNorm normalises with that batch's statistics, the same ones for all
+tasks (as when training on the summed loss), and its running averages are
+updated exactly once per step from that forward pass. The ``T`` per-task
+gradients are ``T`` backward passes (VJPs) of that one forward pass
+(:func:`jaxmtl.value_and_jacobian`): they differentiate through the batch
+statistics but never re-run the forward pass, so the statistics are neither
+updated ``T`` times nor computed from one task's view; a BatchNorm inside task
+``t``'s head only ever sees task ``t``'s features. Evaluation uses the running
+averages (``train=False``).
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxmtl.data.tasks import Task, select
 from jaxmtl.jacobian import value_and_jacobian
 from jaxmtl.masking import Mask
 
@@ -74,3 +95,91 @@ def evaluate(eval_step, params: Any, batch_iter) -> dict[str, list[float]]:
     if n == 0:
         raise ValueError("evaluate got no batches")
     return {"loss": (np.asarray(loss) / n).tolist(), "accuracy": (np.asarray(correct) / n).tolist()}
+
+
+def task_losses(outputs: Any, batch: dict, tasks: Sequence[Task]) -> jax.Array:
+    """``f32[T]``: each task's loss of its prediction in ``outputs`` against ``batch``."""
+    return jnp.stack([task.loss(pred, *task.labels(batch))
+                      for task, pred in zip(tasks, select(outputs, tasks))])
+
+
+def split_variables(variables: dict) -> tuple[Any, dict]:
+    """``(params, other collections)`` of Flax variables; raises ``ValueError`` without params."""
+    if "params" not in variables:
+        raise ValueError(f"variables need a 'params' collection, got {sorted(variables)}")
+    return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+
+def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation,
+                         tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
+                         chunk_size: int | str | None = "auto"):
+    """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
+
+    ``apply_fn(variables, batch[input_key], train=True, rngs={"dropout": rng})``
+    returns one prediction per task (see :func:`jaxmtl.data.tasks.select`);
+    ``tx`` acts on ``variables["params"]`` (``tx.init(variables["params"])``)
+    and gets per-task gradients of the ``shared`` leaves (pair it with
+    :func:`jaxmtl.partition` and the same mask). Other collections
+    (``batch_stats``) follow the batch-norm rule of this module.
+    """
+    tasks = tuple(tasks)
+
+    def loss_fn(params, state, batch, rng):
+        x = batch[input_key]
+        if state:
+            out, state = apply_fn({"params": params, **state}, x, train=True, rngs={"dropout": rng},
+                                  mutable=list(state))
+        else:
+            out = apply_fn({"params": params}, x, train=True, rngs={"dropout": rng})
+        return task_losses(out, batch, tasks), state
+
+    grads_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
+
+    @jax.jit
+    def step(variables, opt_state, batch, rng):
+        params, state = split_variables(variables)
+        (losses, state), task_grads = grads_fn(params, state, batch, rng)
+        updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses)
+        return {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
+
+    return step
+
+
+def make_task_eval_step(apply_fn: Callable[..., Any], tasks: Sequence[Task], *, input_key: str = "image"):
+    """A jitted ``eval(variables, batch) -> (losses f32[T], stats)``: ``stats[t][k]`` holds the
+    additive statistics of metric ``k`` of task ``t`` (sum them with :func:`evaluate_tasks`)."""
+    tasks = tuple(tasks)
+
+    @jax.jit
+    def step(variables, batch):
+        out = apply_fn(variables, batch[input_key], train=False)
+        stats = [tuple(m.stats(pred, *task.labels(batch)) for m in task.metrics)
+                 for task, pred in zip(tasks, select(out, tasks))]
+        return task_losses(out, batch, tasks), stats
+
+    return step
+
+
+def evaluate_tasks(eval_step, variables: Any, batch_iter, tasks: Sequence[Task],
+                   input_key: str = "image") -> dict[str, dict[str, float]]:
+    """``{task: {"loss": mean loss, metric: value, ...}}`` over an iterable of batches.
+
+    Metrics are computed from statistics summed over all batches (mIoU from one
+    confusion matrix of the split); the loss is the batch losses' mean weighted
+    by batch size.
+    """
+    loss, stats, n = 0.0, None, 0
+    for batch in batch_iter:
+        b = len(jax.tree.leaves(batch[input_key])[0])
+        l, s = eval_step(variables, batch)
+        loss = loss + np.asarray(l, np.float64) * b
+        s = jax.tree.map(lambda x: np.asarray(x, np.float64), s)
+        stats = s if stats is None else jax.tree.map(np.add, stats, s)
+        n += b
+    if n == 0:
+        raise ValueError("evaluate_tasks got no batches")
+    out = {}
+    for t, task in enumerate(tasks):
+        out[task.name] = {"loss": float(loss[t] / n)}
+        out[task.name].update({m.name: m.value(st) for m, st in zip(task.metrics, stats[t])})
+    return out
