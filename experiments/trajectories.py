@@ -184,6 +184,8 @@ def build_specs(cfg: dict) -> list[RunSpec]:
 
 
 def record_key(spec: RunSpec, cfg: dict) -> str:
+    """The run's key in ``results.jsonl``: the spec's, plus a hash of the :data:`PROBE_FIELDS`
+    (a run logged with other probe settings is not reused)."""
     blob = json.dumps({f: cfg[f] for f in PROBE_FIELDS}, sort_keys=True)
     return f"{spec.key}-{hashlib.sha1(blob.encode()).hexdigest()[:6]}"
 
