@@ -146,7 +146,6 @@ def plot(data: dict, methods: list[str]) -> bytes:
                 levels, gap = data["curves"][(m, t)]
                 ax.plot(levels, gap, "o-", color=colors[m], label=METHOD_LABELS.get(m, m), ms=3)
         ax.axhline(0, color="k", lw=0.8)
-        ax.set_xscale("log")
         ax.invert_xaxis()
         ax.set_xlabel("training loss level (training progresses →)")
         ax.set_ylabel("val loss gap (MTL − STL)")
