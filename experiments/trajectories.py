@@ -66,7 +66,7 @@ PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=2, batch_size=32, seeds=[0],
                  methods=["ew", "mgda"], every=2, checkpoints=3, probe=8, train_eval=64, hessian_iters=3,
                  cos_every=1, levels=4),
-    "quick": dict(data=dict(n_train=4096, n_val=1024, n_test=512), epochs=3, batch_size=64, seeds=[0, 1],
+    "quick": dict(data=dict(n_train=1024, n_val=1024, n_test=512), epochs=12, batch_size=64, seeds=[0, 1],
                   methods=list(METHOD_LABELS), every=8, checkpoints=6, probe=64, train_eval=1024,
                   hessian_iters=10, cos_every=1, levels=8),
     "paper": dict(data=dict(), epochs=10, batch_size=256, seeds=[0, 1, 2], methods=list(METHOD_LABELS),
