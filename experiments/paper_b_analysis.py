@@ -104,10 +104,26 @@ def correlation(x, y) -> tuple[float, float, int]:
     return float(np.corrcoef(x, y)[0, 1]), float(np.corrcoef(rank(x), rank(y))[0, 1]), n
 
 
+def partial_correlation(x, y, z) -> tuple[float, int]:
+    """Pearson r of ``x`` and ``y`` with ``z``'s linear effect removed from both (the
+    correlation of the residuals of least-squares fits on ``z``), and the number of
+    finite triples; NaN below 4 triples or without residual variance."""
+    x, y, z = (np.asarray(v, float) for v in (x, y, z))
+    keep = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    x, y, z = x[keep], y[keep], z[keep]
+    n = int(len(x))
+    if n < 4 or np.ptp(z) == 0:
+        return float("nan"), n
+    design = np.stack([np.ones(n), z], axis=1)
+    residual = lambda v: v - design @ np.linalg.lstsq(design, v, rcond=None)[0]
+    return correlation(residual(x), residual(y))[0], n
+
+
 def explanation_points(stl: dict, mtl: dict, task: int) -> list[dict]:
     """At each analysis checkpoint of the MTL run after the first, with level the
     MTL training loss there: the validation-loss gap and each quantity's MTL-minus-STL
-    difference at that level (skipped where the STL run does not reach it)."""
+    difference at that level (skipped where the STL run does not reach it), and the
+    checkpoint's ``progress`` (fraction of the MTL run's logged steps)."""
     ck_steps = mtl["checkpoints"]["steps"][1:]
     train_steps, train = series(mtl, "train_loss", task)
     points = []
@@ -116,7 +132,7 @@ def explanation_points(stl: dict, mtl: dict, task: int) -> list[dict]:
         gap = gap_at(stl, mtl, task, level)
         if gap is None:
             continue
-        points.append({"level": level, "gap": gap,
+        points.append({"level": level, "gap": gap, "progress": step / mtl["steps"][-1],
                        **{q: gap_at(stl, mtl, task, level, q) for q in QUANTITIES}})
     return points
 

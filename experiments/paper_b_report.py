@@ -72,10 +72,13 @@ def explanation_table(pairs: dict, tasks: list[str]) -> tuple[str, list[dict]]:
     rows = []
     for q, label in pb.QUANTITIES.items():
         r, rho, n = pb.correlation([p[q] for p in points], [p["gap"] for p in points])
+        partial = pb.partial_correlation([p[q] for p in points], [p["gap"] for p in points],
+                                         [p["progress"] for p in points])[0]
         per_task = [pb.correlation([p[q] for p in points if p["task"] == t],
                                    [p["gap"] for p in points if p["task"] == t])[0] for t in range(len(tasks))]
-        rows.append([label, fmt(r, 2), fmt(rho, 2), n, *[fmt(v, 2) for v in per_task]])
-    header = ["quantity (MTL − STL)", "Pearson r", "Spearman ρ", "points", *[f"r ({t})" for t in tasks]]
+        rows.append([label, fmt(r, 2), fmt(rho, 2), fmt(partial, 2), n, *[fmt(v, 2) for v in per_task]])
+    header = ["quantity (MTL − STL)", "Pearson r", "Spearman ρ", "partial r | progress", "points",
+              *[f"r ({t})" for t in tasks]]
     return markdown_table(header, rows), points
 
 
@@ -124,7 +127,8 @@ def summarize(records: list[dict], cfg: dict) -> tuple[str, dict | None]:
             "\n\nAcross methods, seeds, tasks and the MTL run's analysis checkpoints (the first "
             "excluded): at the MTL training loss of the checkpoint, the validation-loss gap against each "
             "quantity's MTL-minus-STL difference (quantities interpolated between checkpoints at each "
-            "run's crossing step). Non-finite noise scales (batch too small to resolve the mean "
+            "run's crossing step). 'partial r | progress': the Pearson r once the linear effect of the "
+            "checkpoint's training progress is removed from both (both grow along training). Non-finite noise scales (batch too small to resolve the mean "
             "gradient) are left out.\n\n"
             "## Conflict vs optimization\n\n" + conflict +
             "\n\nPer logged interval of an MTL run: cos = mean cosine of the task's gradient (step "

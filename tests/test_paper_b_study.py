@@ -72,6 +72,19 @@ def test_correlation():
     assert np.isnan(pb.correlation([1, 1, 1], [1, 2, 3])[0])
 
 
+def test_partial_correlation_removes_a_shared_trend():
+    rng = np.random.default_rng(0)
+    progress = np.linspace(0, 1, 200)
+    x = progress + 0.1 * rng.normal(size=200)
+    y = progress + 0.1 * rng.normal(size=200)
+    assert pb.correlation(x, y)[0] > 0.8
+    r, n = pb.partial_correlation(x, y, progress)
+    assert abs(r) < 0.2 and n == 200
+    r, _ = pb.partial_correlation(x + y, y, progress)  # a shared residual survives
+    assert r > 0.6
+    assert np.isnan(pb.partial_correlation([1, 2, 3], [1, 2, 3], [0, 1, 2])[0])
+
+
 def test_explanation_and_conflict_points_from_hand_made_trajectories():
     steps = [0, 2, 4]
     stl = traj(steps, [2.0, 1.6, 1.2], [2.0, 1.7, 1.4], cosines=[0.9, 0.9, 0.9, 0.9],
@@ -83,6 +96,7 @@ def test_explanation_and_conflict_points_from_hand_made_trajectories():
     assert [p["level"] for p in points] == pytest.approx([1.8, 1.6])
     assert [p["gap"] for p in points] == pytest.approx([1.9 - 1.85, 1.8 - 1.7])
     assert [p["sharpness"] for p in points] == pytest.approx([4.0 - 1.5, 9.0 - 2.0])
+    assert [p["progress"] for p in points] == pytest.approx([0.5, 1.0])
     conflict = pb.conflict_points(stl, mtl, 0)
     assert [p["step"] for p in conflict] == [2, 4]
     assert [p["cosine"] for p in conflict] == pytest.approx([0.2, -0.1])
