@@ -77,7 +77,7 @@ def explanation_table(pairs: dict, tasks: list[str]) -> tuple[str, list[dict]]:
         per_task = [pb.correlation([p[q] for p in points if p["task"] == t],
                                    [p["gap"] for p in points if p["task"] == t])[0] for t in range(len(tasks))]
         rows.append([label, fmt(r, 2), fmt(rho, 2), fmt(partial, 2), n, *[fmt(v, 2) for v in per_task]])
-    header = ["quantity (MTL − STL)", "Pearson r", "Spearman ρ", "partial r | progress", "points",
+    header = ["quantity (MTL − STL)", "Pearson r", "Spearman ρ", "partial r (given progress)", "points",
               *[f"r ({t})" for t in tasks]]
     return markdown_table(header, rows), points
 
@@ -127,7 +127,7 @@ def summarize(records: list[dict], cfg: dict) -> tuple[str, dict | None]:
             "\n\nAcross methods, seeds, tasks and the MTL run's analysis checkpoints (the first "
             "excluded): at the MTL training loss of the checkpoint, the validation-loss gap against each "
             "quantity's MTL-minus-STL difference (quantities interpolated between checkpoints at each "
-            "run's crossing step). 'partial r | progress': the Pearson r once the linear effect of the "
+            "run's crossing step). 'partial r (given progress)': the Pearson r once the linear effect of the "
             "checkpoint's training progress is removed from both (both grow along training). Non-finite noise scales (batch too small to resolve the mean "
             "gradient) are left out.\n\n"
             "## Conflict vs optimization\n\n" + conflict +
