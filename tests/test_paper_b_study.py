@@ -1,0 +1,145 @@
+"""Paper B study (experiments.trajectories and experiments.paper_b_analysis)."""
+import json
+
+import numpy as np
+import pytest
+
+from experiments import paper_b_analysis as pb
+from experiments import trajectories
+from tests.conftest import write_fake_fashion_mnist
+
+
+def traj(steps, train, val, acc=None, cosines=None, quantities=None, ck_steps=None):
+    """A one-task trajectory in the layout the study logs."""
+    col = lambda xs: [[float(x)] for x in xs]
+    ck_steps = steps if ck_steps is None else ck_steps
+    quantities = quantities or {}
+    return {"steps": list(steps), "train_loss": col(train), "val_loss": col(val),
+            "val_acc": col(acc if acc is not None else np.zeros(len(steps))),
+            "checkpoints": {"steps": list(ck_steps),
+                            **{q: col(quantities.get(q, np.zeros(len(ck_steps)))) for q in pb.QUANTITIES}},
+            "cosines": {"steps": [] if cosines is None else list(range(len(cosines))),
+                        "values": [] if cosines is None else col(cosines)}}
+
+
+def test_first_crossing_interpolates_the_first_time_the_level_is_reached():
+    steps = [0, 10, 20, 30]
+    assert pb.first_crossing(steps, [2.0, 1.5, 1.0, 0.8], 1.2) == pytest.approx(16.0)
+    assert pb.first_crossing(steps, [2.0, 1.5, 1.0, 0.8], 1.0) == pytest.approx(20.0)
+    assert pb.first_crossing(steps, [2.0, 1.5, 1.0, 0.8], 2.5) == 0.0
+    assert pb.first_crossing(steps, [2.0, 1.5, 1.0, 0.8], 0.5) is None
+    # not monotone: the first crossing (between 0 and 10) counts, not the later one
+    assert pb.first_crossing(steps, [2.0, 1.0, 1.5, 0.5], 1.2) == pytest.approx(8.0)
+
+
+def test_gap_is_taken_at_equal_training_loss_not_at_equal_step():
+    steps = np.arange(0, 101, 10)
+    stl_train = 2.0 * np.exp(-steps / 30)
+    mtl_train = 2.0 * np.exp(-steps / 60)  # MTL trains twice as slowly
+    stl = traj(steps, stl_train, stl_train + 0.1, acc=1 - stl_train / 4)
+    mtl = traj(steps, mtl_train, mtl_train + 0.3, acc=1 - mtl_train / 4 - 0.05)
+    for level in (1.5, 1.0, 0.6):
+        assert pb.gap_at(stl, mtl, 0, level) == pytest.approx(0.2, abs=1e-9)
+        assert pb.gap_at(stl, mtl, 0, level, "val_acc") == pytest.approx(-0.05, abs=1e-9)
+    step_mtl, _ = pb.at_level(mtl, 0, 1.0, "val_loss")
+    step_stl, _ = pb.at_level(stl, 0, 1.0, "val_loss")
+    assert step_mtl == pytest.approx(2 * step_stl, rel=0.05)
+    assert pb.gap_at(stl, mtl, 0, 0.2) is None  # the MTL run never gets there
+
+
+def test_shared_levels_are_reached_by_every_run_and_skip_the_initial_loss():
+    a = traj([0, 1, 2], [2.3, 1.0, 0.5], [0, 0, 0])
+    b = traj([0, 1, 2], [2.3, 1.5, 0.8], [0, 0, 0])
+    levels = pb.shared_levels([(a, b)], 0, 4)
+    assert len(levels) == 4
+    assert levels[-1] == pytest.approx(0.8) and levels[0] < 2.3
+    assert np.all(np.diff(levels) < 0)
+    assert all(pb.first_crossing(t["steps"], np.asarray(t["train_loss"])[:, 0], lv) is not None
+               for t in (a, b) for lv in levels)
+
+
+def test_opens_at_needs_the_gap_to_stay_open():
+    assert pb.opens_at([0.0, 0.03, 0.01, 0.05, 0.06]) == 3
+    assert pb.opens_at([0.05, -0.05]) == 0  # magnitude, either sign
+    assert pb.opens_at([0.05, 0.0]) is None
+
+
+def test_correlation():
+    r, rho, n = pb.correlation([1, 2, 3, 4], [2, 4, 6, 100])
+    assert rho == pytest.approx(1.0) and 0 < r < 1 and n == 4
+    r, rho, n = pb.correlation([1, 2, np.nan, 3, np.inf], [3, 2, 5, 1, 0])
+    assert (r, rho, n) == (pytest.approx(-1.0), pytest.approx(-1.0), 3)
+    assert np.isnan(pb.correlation([1, 1, 1], [1, 2, 3])[0])
+
+
+def test_partial_correlation_removes_a_shared_trend():
+    rng = np.random.default_rng(0)
+    progress = np.linspace(0, 1, 200)
+    x = progress + 0.1 * rng.normal(size=200)
+    y = progress + 0.1 * rng.normal(size=200)
+    assert pb.correlation(x, y)[0] > 0.8
+    r, n = pb.partial_correlation(x, y, progress)
+    assert abs(r) < 0.2 and n == 200
+    r, _ = pb.partial_correlation(x + y, y, progress)  # a shared residual survives
+    assert r > 0.6
+    assert np.isnan(pb.partial_correlation([1, 2, 3], [1, 2, 3], [0, 1, 2])[0])
+
+
+def test_explanation_and_conflict_points_from_hand_made_trajectories():
+    steps = [0, 2, 4]
+    stl = traj(steps, [2.0, 1.6, 1.2], [2.0, 1.7, 1.4], cosines=[0.9, 0.9, 0.9, 0.9],
+               quantities={"sharpness": [1.0, 2.0, 3.0]})
+    mtl = traj(steps, [2.0, 1.8, 1.6], [2.0, 1.9, 1.8], cosines=[0.1, 0.3, -0.2, 0.0],
+               quantities={"sharpness": [1.0, 4.0, 9.0]})
+    points = pb.explanation_points(stl, mtl, 0)
+    # checkpoints 2 (level 1.8, STL at step 1) and 4 (level 1.6, STL at step 2)
+    assert [p["level"] for p in points] == pytest.approx([1.8, 1.6])
+    assert [p["gap"] for p in points] == pytest.approx([1.9 - 1.85, 1.8 - 1.7])
+    assert [p["sharpness"] for p in points] == pytest.approx([4.0 - 1.5, 9.0 - 2.0])
+    assert [p["progress"] for p in points] == pytest.approx([0.5, 1.0])
+    conflict = pb.conflict_points(stl, mtl, 0)
+    assert [p["step"] for p in conflict] == [2, 4]
+    assert [p["cosine"] for p in conflict] == pytest.approx([0.2, -0.1])
+    assert [p["deficit"] for p in conflict] == pytest.approx([0.4 - 0.2, 0.4 - 0.2])
+    assert [p["gap"] for p in conflict] == pytest.approx([1.9 - 1.85, 1.8 - 1.7])
+
+
+def test_checkpoint_steps_are_on_the_logging_grid():
+    assert trajectories.checkpoint_steps(100, 8, 6) == [0, 16, 40, 64, 80, 100]
+    assert trajectories.checkpoint_steps(8, 2, 3) == [0, 4, 8]
+
+
+def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
+    fashion = write_fake_fashion_mnist(tmp_path / "fashion", n_train=240, n_test=80)
+    tiny = dict(trajectories.PRESETS["tiny"], methods=["ew"])
+    monkeypatch.setitem(trajectories.PRESETS, "tiny", tiny)
+    out = tmp_path / "out"
+    args = ["--preset", "tiny", "--data-dir", str(fashion), "--out", str(out)]
+    assert trajectories.main(args) == 0
+    records = {r["label"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert sorted(records) == ["ew/adam/lr0.001/s0", "stl0/adam/lr0.001/s0", "stl1/adam/lr0.001/s0"]
+    total = tiny["epochs"] * (tiny["data"]["n_train"] // tiny["batch_size"])
+    for r in records.values():
+        t = r["trajectory"]
+        assert t["steps"] == list(range(0, total + 1, tiny["every"]))
+        assert t["checkpoints"]["steps"] == trajectories.checkpoint_steps(total, tiny["every"], tiny["checkpoints"])
+        assert t["cosines"]["steps"] == list(range(total))
+        cos = np.asarray(t["cosines"]["values"])
+        assert cos.shape == (total, 2) and np.all(np.abs(cos) <= 1)
+        for q in pb.QUANTITIES:
+            assert np.asarray(t["checkpoints"][q]).shape == (len(t["checkpoints"]["steps"]), 2)
+        assert np.all(np.asarray(t["checkpoints"]["sharpness"]) > 0)
+    # same seed: same initialisation, so the runs start at the same training loss
+    ew = records["ew/adam/lr0.001/s0"]["trajectory"]
+    for task in (0, 1):
+        stl = records[f"stl{task}/adam/lr0.001/s0"]["trajectory"]
+        assert stl["train_loss"][0][task] == pytest.approx(ew["train_loss"][0][task], abs=1e-6)
+        assert stl["cosines"]["values"][0][task] > 0  # a single task's first Adam step descends
+    summary = (out / "summary.md").read_text()
+    for section in ("Generalization gap at comparable training loss", "Candidate explanations",
+                    "Conflict vs optimization", "Task top_left", "sharpness"):
+        assert section in summary
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert trajectories.main(args) == 0  # resumes: nothing retrained
+    assert "3 runs, 3 already done" in capsys.readouterr().out
