@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments.common import (RunSpec, markdown_table, open_store, png_bytes, steps_per_run,  # noqa: E402
-                                study_parser, train_run, write_summary)
+                                study_parser, train_run, write_summary, device_mesh)
 from experiments.selection import WEIGHT_DECAY, best_config  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
 from jaxmtl.data import make_multi_fashion  # noqa: E402
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec.label}: statistics every {cfg['every']} steps on at most {MAX_SAMPLES} samples")
         probe = ConflictProbe(len(data.tasks), data.num_classes, cfg["every"], args.seed)
         with tqdm(total=steps_per_run(spec, data), unit="step", dynamic_ncols=True) as bar:
-            record = train_run(spec, data, progress=bar, on_step=probe.on_step, on_epoch=probe.on_epoch)
+            record = train_run(spec, data, progress=bar, on_step=probe.on_step, on_epoch=probe.on_epoch,
+                                   mesh=device_mesh(args.devices))
         record.update(key=key, conflicts={"epochs": probe.epochs, "overall": probe.overall()})
         store.add(record)
     record = store.get(key)

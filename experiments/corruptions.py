@@ -46,7 +46,7 @@ from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
 from experiments.common import (METHODS, RunSpec, epoch_score, markdown_table, mean_std, open_store,  # noqa: E402
-                                png_bytes, stl_baselines, steps_per_run, study_parser, train_run,
+                                png_bytes, stl_baselines, steps_per_run, study_parser, train_run, device_mesh,
                                 with_overrides, write_summary)
 from experiments.selection import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
@@ -91,7 +91,7 @@ def model_path(out: Path, spec: RunSpec) -> Path:
     return out / "models" / f"{spec.key.replace('/', '_')}.msgpack"
 
 
-def train_clean(spec: RunSpec, data, base_val, model_path: Path, bar) -> dict:
+def train_clean(spec: RunSpec, data, base_val, model_path: Path, bar, mesh=None) -> dict:
     """Trains ``spec`` and saves the parameters of its epoch chosen on validation."""
     keep = {}
 
@@ -100,7 +100,7 @@ def train_clean(spec: RunSpec, data, base_val, model_path: Path, bar) -> dict:
         if not keep or score < keep["score"]:
             keep.update(score=score, epoch=record["epoch"], params=params)
 
-    record = train_run(spec, data, progress=bar, on_epoch=on_epoch)
+    record = train_run(spec, data, progress=bar, on_epoch=on_epoch, mesh=mesh)
     if not keep:
         raise FloatingPointError(f"{spec.label} diverged in its first epoch: choose another learning rate")
     atomic_write(model_path, serialization.to_bytes(keep["params"]))
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = specs[name]
             base_val = None if spec.stl_task is not None else stl_baselines(
                 [store.get(specs[f"stl{t}/s{spec.seed}"].key) for t in range(len(tasks))])[0][spec.seed]
-            store.add(train_clean(spec, data, base_val, model_path(out, spec), bar))
+            store.add(train_clean(spec, data, base_val, model_path(out, spec), bar, device_mesh(args.devices)))
         if todo_ft:
             bar.set_description("corrupting the test set")
             test_sets = {(c, s): Split(corrupt(data.test.images, c, s, seed=0), data.test.labels)

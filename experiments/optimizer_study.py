@@ -138,7 +138,8 @@ def at_edges(records: list[dict]) -> dict[tuple[str, str], tuple[float, int]]:
     return {k: (c["lr"], d) for k, c in chosen.items() if (d := grid_edge(c))}
 
 
-def extend_grid(cfg: dict, records: list[dict], data, store, data_seed: int) -> tuple[list[dict], dict]:
+def extend_grid(cfg: dict, records: list[dict], data, store, data_seed: int,
+                devices: int | None = None) -> tuple[list[dict], dict]:
     """Trains the extensions of the grid past every edge choice (see the module
     docstring) until none is left that the range allows; returns all records and
     the learning rates added per (row, family)."""
@@ -154,7 +155,7 @@ def extend_grid(cfg: dict, records: list[dict], data, store, data_seed: int) -> 
         if not todo:
             return records, added
         print(f"grid edges: extending {len(todo)} run(s)")
-        records = records + run_grid(todo, data, store)
+        records = records + run_grid(todo, data, store, devices=devices)
 
 
 def pareto_tables(chosen: dict, families: list[str]) -> tuple[str, list[str]]:
@@ -320,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--summary-only: no runs in {store.path}")
         cfg.update(lrs=sorted({r["spec"]["lr"] for r in records}, reverse=True), extend=False)
     else:
-        records = run_grid(build_specs(cfg, data_seed=0), data, store)
-        records, added = extend_grid(cfg, records, data, store, data_seed=0) if cfg["extend"] else (records, {})
+        records = run_grid(build_specs(cfg, data_seed=0), data, store, devices=args.devices)
+        records, added = (extend_grid(cfg, records, data, store, data_seed=0, devices=args.devices)
+                          if cfg["extend"] else (records, {}))
     text, chosen = summarize(records, cfg["optimizers"])
     header = (f"# Study A1: optimizers x MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
