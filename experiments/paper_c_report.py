@@ -102,13 +102,14 @@ def report(records: list[dict], best: dict, cfg: dict) -> tuple[str, dict[str, b
     lines += ["## Overview: test Δm C (%, ↑) and rank per problem\n",
               markdown_table(["method", *problems, "mean rank (pairs)"], overview), ""]
 
-    lines += fixed_table(records, groups, best, base_val, base_test, scores, problems)
+    fixed = fixed_scores(records, groups, base_val, base_test, problems)
+    lines += fixed_table(fixed, scores)
     lines += harder_table(problems, methods, means, best)
     lines += ["## Interference (mean over training of mean_t cos(g_t, mean_s g_s), first seed)\n",
               markdown_table(["method", *problems],
                              [[label(m), *[f"{mean_trace(best[(p, m)]):.3f}" if (p, m) in best else "-"
                                            for p in problems]] for m in methods]), ""]
-    lines += findings(problems, methods, means, scores, records, groups, base_val, base_test, best)
+    lines += findings(problems, methods, means, scores, fixed)
     figures = {"summary": plot_dm(problems, methods, scores), "weights": plot_weights(problems, methods, best),
                "interference": plot_interference(problems, methods, best)}
     return "\n".join(lines) + "\n", figures
@@ -124,20 +125,26 @@ def fixed_runs(records: list[dict], problem: str) -> dict[str, list[dict]]:
     return out
 
 
-def fixed_table(records, groups, best, base_val, base_test, scores, problems) -> list[str]:
-    rows = []
+def fixed_scores(records, groups, base_val, base_test, problems) -> dict[tuple[str, str], tuple[list, list]]:
+    """``{(problem, '<smto>/<rule>'): (weights, test scores)}`` of the fixed-weights runs."""
+    out = {}
     for p in problems:
         for origin, runs in sorted(fixed_runs(records, p).items()):
-            smto = origin.split("/")[0]
-            fixed = test_scores(groups[group_key(runs[0]["spec"])], base_val, base_test)
-            ref, uni = scores.get((p, smto), []), scores.get((p, UNIFORM), [])
-            if not fixed or not ref:
-                continue
-            diff = np.mean([x["dm_c"] for x in fixed]) - np.mean([x["dm_c"] for x in ref])
-            rows.append([p, label(smto), origin.split("/")[1],
-                         "[" + ", ".join(f"{w:.3g}" for w in runs[0]["spec"]["weights"]) + "]",
-                         mean_std([x["dm_c"] for x in ref]), mean_std([x["dm_c"] for x in fixed]), f"{diff:+.2f}",
-                         mean_std([x["dm_c"] for x in uni])])
+            found = test_scores(groups[group_key(runs[0]["spec"])], base_val, base_test)
+            if found:
+                out[(p, origin)] = (runs[0]["spec"]["weights"], found)
+    return out
+
+
+def fixed_table(fixed: dict, scores: dict) -> list[str]:
+    rows = []
+    for (p, origin), (weights, runs) in fixed.items():
+        smto, rule = origin.split("/")
+        ref, uni = scores.get((p, smto), []), scores.get((p, UNIFORM), [])
+        diff = np.mean([x["dm_c"] for x in runs]) - np.mean([x["dm_c"] for x in ref])
+        rows.append([p, label(smto), rule, "[" + ", ".join(f"{w:.3g}" for w in weights) + "]",
+                     mean_std([x["dm_c"] for x in ref]), mean_std([x["dm_c"] for x in runs]), f"{diff:+.2f}",
+                     mean_std([x["dm_c"] for x in uni])])
     if not rows:
         return []
     return ["## Fixed weights from an SMTO's run\n",
@@ -165,8 +172,9 @@ def harder_table(problems, methods, means, best) -> list[str]:
                             "Unit. Scal. interference"], rows), ""]
 
 
-def findings(problems, methods, means, scores, records, groups, base_val, base_test, best) -> list[str]:
-    """Plain sentences: which methods beat Unit. Scal. (by more than the spread), and fixed vs SMTO."""
+def findings(problems, methods, means, scores, fixed) -> list[str]:
+    """Plain sentences: which methods beat Unit. Scal. (and whether every seed does), and
+    whether fixed weights match their SMTO (within the spread of the SMTO's seeds)."""
     out = ["## Findings (generated)\n"]
     for p in problems:
         if (p, UNIFORM) not in means:
@@ -177,12 +185,19 @@ def findings(problems, methods, means, scores, records, groups, base_val, base_t
             if m == UNIFORM or (p, m) not in means or means[(p, m)] <= means[(p, UNIFORM)]:
                 continue
             better.append(label(m))
-            s = [x["dm_c"] for x in scores[(p, m)]]
-            if min(s) > max(u):
+            if min(x["dm_c"] for x in scores[(p, m)]) > max(u):
                 clearly.append(label(m))
         out.append(f"- {p}: {len(better)} of {len(methods) - 1} methods beat Unit. Scal. on mean test Δm C "
                    f"({', '.join(better) or 'none'}); every seed above every Unit. Scal. seed: "
                    f"{', '.join(clearly) or 'none'}.")
+    for (p, origin), (_, runs) in fixed.items():
+        smto, rule = origin.split("/")
+        ref = [x["dm_c"] for x in scores.get((p, smto), [])]
+        got = float(np.mean([x["dm_c"] for x in runs]))
+        inside = min(ref) <= got <= max(ref) if len(ref) > 1 else None
+        verdict = {True: "within", False: "outside", None: "(one seed: no spread) beside"}[inside]
+        out.append(f"- {p}: fixed {rule} weights of {label(smto)}: Δm C {got:.2f} vs {np.mean(ref):.2f}, "
+                   f"{verdict} the range of the SMTO's seeds.")
     return out + [""]
 
 
