@@ -17,12 +17,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.common import markdown_table, mean_std, png_bytes  # noqa: E402
-from experiments.paper_c_train import (FIXED, HIGHER, STL, as_metrics, metric_name, per_task_change,  # noqa: E402
+from experiments.paper_c_train import (FIXED, HIGHER, STL, UNIFORM, as_metrics, metric_name, per_task_change,  # noqa: E402
                                        select_epoch, stl_baselines)
 from jaxmtl import registry  # noqa: E402
 from jaxmtl.training import delta_m  # noqa: E402
 
-UNIFORM = "mean"
 
 
 def label(method: str) -> str:

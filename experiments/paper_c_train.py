@@ -46,6 +46,8 @@ HIGHER = {"accuracy": True, "recon_error": False}
 EVAL_BATCH = 500
 FIXED = "fixed"
 """``CSpec.method`` of a run with fixed weights (``jaxmtl.linear(weights=...)``)."""
+UNIFORM = "mean"
+"""Unit. Scal., the mean of the task losses (the registry's ``'mean'``)."""
 STL = "stl"
 """``CSpec.origin`` prefix of a single-task baseline (fixed one-hot weights)."""
 
@@ -121,18 +123,30 @@ class CSpec:
                 f"/wd{self.weight_decay:g}/s{self.seed}")
 
 
+def fixed_weights_of(spec: CSpec) -> tuple[float, ...] | None:
+    """The weights of a run with fixed weights: ``spec.weights`` for :data:`FIXED`, ``1/T``
+    each for Unit. Scal. (``'mean'``: ``jaxmtl.linear(reduction='mean')``), else ``None``."""
+    t = len(spec.tasks)
+    if spec.method == UNIFORM:
+        return (1.0 / t,) * t
+    if spec.method != FIXED:
+        return None
+    if spec.weights is None or len(spec.weights) != t:
+        raise ValueError(f"a fixed-weights run of {t} tasks needs {t} weights, got {spec.weights}")
+    return spec.weights
+
+
 def build_tx(spec: CSpec, steps_per_epoch: int, weights: Any = None) -> optax.GradientTransformation:
     """The method of ``spec`` on the encoder (heads weighted for loss weightings) inside
     Adam with coupled L2 decay and the per-epoch exponential decay of a unit learning
     rate (the step multiplies the update by ``spec.lr``: Adam's update is linear in it).
-    ``weights``: those of a :data:`FIXED` run (``spec.weights`` by default; traced
-    inside the step, so every fixed-weights run of a configuration shares one compilation)."""
+    A run with fixed weights (:func:`fixed_weights_of`) is ``jaxmtl.linear(weights=...)``
+    with ``weights`` (traced inside the step, so all of them share one compilation)."""
     t = len(spec.tasks)
-    if spec.method == FIXED:
-        weights = spec.weights if weights is None else weights
-        if weights is None or len(weights) != t:
-            raise ValueError(f"a fixed-weights run needs {t} weights, got {weights}")
-        method, owners = jaxmtl.linear(weights=jnp.asarray(weights, jnp.float32), num_tasks=t), task_of
+    fixed = fixed_weights_of(spec)
+    if fixed is not None:
+        w = fixed if weights is None else weights
+        method, owners = jaxmtl.linear(weights=jnp.asarray(w, jnp.float32), num_tasks=t), task_of
     else:
         info = registry.get(spec.method)
         seed = {"seed": spec.seed} if info.random else {}
@@ -152,13 +166,15 @@ _COMPILED: dict[str, tuple] = {}
 
 
 def _compiled(spec: CSpec, steps_per_epoch: int):
-    """``(model, step)`` for the configuration of ``spec``; runs that differ only in the
-    learning rate, the fixed weights or (for a deterministic method) the seed share it,
-    and so its compilation."""
+    """The train step of the configuration of ``spec``; runs that differ only in the
+    learning rate, the fixed weights (Unit. Scal. included) or, for a deterministic
+    method, the seed share it, and so its compilation."""
     fields = asdict(spec)
     for name in ("data", "lr", "weights", "origin"):
         del fields[name]
-    if spec.method == FIXED or not registry.get(spec.method).random:
+    if fixed_weights_of(spec) is not None:
+        fields.update(method=FIXED, kwargs={})
+    if fields["method"] == FIXED or not registry.get(spec.method).random:
         del fields["seed"]
     cache_key = json.dumps([fields, steps_per_epoch], sort_keys=True)
     if cache_key not in _COMPILED:
@@ -183,7 +199,14 @@ def _build_step(spec: CSpec, steps_per_epoch: int):
         updates = jax.tree.map(lambda u: lr * u, updates)
         return optax.apply_updates(params, updates), opt_state, losses, interference(grads, params)
 
-    return model, step
+    return step
+
+
+@functools.lru_cache(maxsize=16)
+def _init_params(tasks: tuple[str, ...], shape: tuple[int, ...]):
+    """Jitted parameter initialisation of the network for ``tasks`` (dropout has no parameters)."""
+    model = model_of(tasks)
+    return jax.jit(lambda key: model.init(key, jnp.zeros((1, *shape), jnp.float32))["params"])
 
 
 @functools.lru_cache(maxsize=16)
@@ -232,14 +255,14 @@ def train_run(spec: CSpec, data: MultiMNIST, *, every: int, progress=None) -> di
     first non-finite loss, training ends there, or ``None``) and the median step time.
     """
     per_epoch = steps_per_epoch(spec, data)
-    model, step = _compiled(spec, per_epoch)
-    tx = build_tx(spec, per_epoch)
+    step = _compiled(spec, per_epoch)
     lr = jnp.float32(spec.lr)
-    fixed = None if spec.weights is None else jnp.asarray(spec.weights, jnp.float32)
+    fixed = fixed_weights_of(spec)
+    fixed = None if fixed is None else jnp.asarray(fixed, jnp.float32)
     key = jax.random.PRNGKey(spec.seed)
     init_key, key = jax.random.split(key)
-    params = model.init(init_key, jnp.zeros((1, *data.train.images.shape[1:]), jnp.float32))["params"]
-    opt_state = tx.init(params)
+    params = _init_params(tuple(spec.tasks), data.train.images.shape[1:])(init_key)
+    opt_state = build_tx(spec, per_epoch).init(params)
     rng = np.random.default_rng(spec.seed)
     epochs, trace, times, diverged, count = [], [], [], None, 0
     for epoch in range(spec.epochs):
