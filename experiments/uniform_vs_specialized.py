@@ -170,16 +170,18 @@ def fixed_specs(best: dict, base_val: dict, cfg: dict) -> list[CSpec]:
     return specs
 
 
-def run_specs(specs: list[CSpec], data, store, every: int, phase: str) -> list[dict]:
-    """Trains the runs of ``specs`` that ``store`` lacks, with one progress bar."""
+def run_specs(specs: list[CSpec], data, store, every: int, phase: str, train: bool = True) -> list[dict]:
+    """Trains the runs of ``specs`` that ``store`` lacks, with one progress bar, and returns
+    the records of ``specs``; with ``train=False`` only those already in ``store``."""
     todo = list({s.key: s for s in specs if s.key not in store}.values())
     print(f"{phase}: {len(specs)} runs, {len(specs) - len(todo)} already done in {store.path}")
-    with tqdm(total=sum(s.epochs * steps_per_epoch(s, data) for s in todo), unit="step",
-              dynamic_ncols=True) as bar:
-        for spec in todo:
-            bar.set_description(spec.label)
-            store.add(train_run(spec, data, every=every, progress=bar))
-    return [store.get(s.key) for s in specs]
+    if train:
+        with tqdm(total=sum(s.epochs * steps_per_epoch(s, data) for s in todo), unit="step",
+                  dynamic_ncols=True) as bar:
+            for spec in todo:
+                bar.set_description(spec.label)
+                store.add(train_run(spec, data, every=every, progress=bar))
+    return [store.get(s.key) for s in specs if s.key in store]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-decays", nargs="+", type=float, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--report-only", action="store_true",
+                        help="summarise the runs already in results.jsonl (labelled partial if some are missing)")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args,
                          ("problems", "lrs", "dropouts", "weight_decays", "seeds", "epochs"))
@@ -202,12 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     data_args = {k: v for k, v in cfg["data"].items() if k != "source"}
     data = make_multi_mnist(args.data_dir, source=args.source, seed=0, **data_args)
-    records = run_specs(grid_specs(cfg), data, store, cfg["every"], "grid")
+    train, wanted = not args.report_only, 0
+    specs = grid_specs(cfg)
+    records = run_specs(specs, data, store, cfg["every"], "grid", train)
     base_val, _ = stl_baselines(records)
     best = best_configs(records, base_val, cfg["seeds"][0])
-    repeats = [with_seed(r, seed) for r in best.values() for seed in cfg["seeds"][1:]]
-    records += run_specs(repeats, data, store, cfg["every"], "repeats")
-    records += run_specs(fixed_specs(best, base_val, cfg), data, store, cfg["every"], "fixed weights")
+    for phase, more in (("repeats", [with_seed(r, seed) for r in best.values() for seed in cfg["seeds"][1:]]),
+                        ("fixed weights", fixed_specs(best, base_val, cfg))):
+        wanted += len(more)
+        records += run_specs(more, data, store, cfg["every"], phase, train)
+    missing = len(specs) + wanted - len(records)
     text, figures = report(records, best, cfg)
     header = (f"# Study C: uniform loss vs specialized optimizers on Multi-MNIST (preset `{args.preset}`)\n\n"
               f"Items from {args.source}; {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
@@ -216,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
               f"dropout {cfg['dropouts']}; methods and their grids {cfg['methods']}; seeds {cfg['seeds']} "
               f"(the grid on seed {cfg['seeds'][0]}); fixed weights from the best {cfg['fixed_from']} SMTO(s) "
               f"per problem; interference every {cfg['every']} steps.\n\n")
+    if missing:
+        header += (f"**Partial**: {missing} of the preset's runs had not finished (the grid's missing "
+                   "configurations are not candidates; missing seeds shrink the spread).\n\n")
     for name, png in figures.items():
         if name != "summary":
             atomic_write(out / f"{name}.png", png)
