@@ -1,0 +1,65 @@
+"""Study C (experiments.uniform_vs_specialized): its pieces, and the tiny preset end to end."""
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import uniform_vs_specialized as study
+from experiments.paper_c_train import interference, per_task_change, task_losses
+from tests.conftest import write_fake_fashion_mnist
+
+
+def test_fixed_weights_rules():
+    record = {"epochs": [{"weights": [1.0, 0.0]}, {"weights": [0.0, 1.0]}, {"weights": [0.5, 0.5]}]}
+    rules = study.fixed_weights(record)
+    assert set(rules) == set(study.FIXED_RULES)
+    np.testing.assert_allclose(rules["mean"], [0.5, 0.5])
+    np.testing.assert_allclose(rules["last"], [0.5, 0.5])
+    ema = 0.9 * (0.9 * np.array([1.0, 0.0]) + 0.1 * np.array([0.0, 1.0])) + 0.1 * np.array([0.5, 0.5])
+    np.testing.assert_allclose(rules["ema"], ema)
+
+
+def test_method_configs_is_the_product_of_the_grid():
+    assert study.method_configs({}) == [{}]
+    assert study.method_configs({"c": [0.2, 0.5], "x": [1]}) == [{"c": 0.2, "x": 1}, {"c": 0.5, "x": 1}]
+
+
+def test_interference_statistic():
+    params = {"encoder": {"w": jnp.zeros(3)}, "head_0": {"w": jnp.zeros(2)}}
+    grads = {"encoder": {"w": jnp.array([[1.0, 0, 0], [1.0, 0, 0]])}, "head_0": {"w": jnp.ones(2)}}
+    assert float(interference(grads, params)) == pytest.approx(1.0)
+    grads["encoder"]["w"] = jnp.array([[1.0, 0, 0], [0, 1.0, 0]])
+    assert float(interference(grads, params)) == pytest.approx(np.sqrt(0.5), rel=1e-5)
+
+
+def test_task_losses_and_per_task_change():
+    batch = {"labels": jnp.array([[0, 1]]), "items": jnp.zeros((1, 2, 2, 2))}
+    logits = jnp.array([[10.0, -10.0]])
+    losses = task_losses((logits, jnp.full((1, 2, 2), 0.5)), batch, ("CL", "RR"))
+    np.testing.assert_allclose(losses, [0.0, 0.25], atol=1e-6)
+    base = {"CL": {"accuracy": 0.5}, "RR": {"recon_error": 0.1}}
+    np.testing.assert_allclose(per_task_change([0.6, 0.05], ["CL", "RR"], base), [20.0, 50.0])
+
+
+def test_tiny_preset_end_to_end_and_resumes(tmp_path, capsys):
+    fake = write_fake_fashion_mnist(tmp_path / "fashion", n_train=10_064, n_test=40)
+    out = tmp_path / "out"
+    args = ["--preset", "tiny", "--data-dir", str(fake), "--out", str(out)]
+    assert study.main(args) == 0
+    text = (out / "summary.md").read_text()
+    for section in ("## Single-task baselines", "## CL+RR", "## Fixed weights from an SMTO's run",
+                    "## Harder-problem axis", "## Interference", "Δm C", "Δm A"):
+        assert section in text
+    for name in ("summary.png", "weights.png", "interference.png"):
+        assert (out / name).stat().st_size > 0
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    # 2 single-task baselines + 2 methods, their repeat, 3 fixed-weight rules x 2 seeds
+    assert len(lines) == 2 + 2 + 2 + 6
+    assert all(r["trace"] and r["diverged"] is None for r in lines)
+    capsys.readouterr()
+    assert study.main(args) == 0
+    assert "grid: 4 runs, 4 already done" in capsys.readouterr().out
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)
