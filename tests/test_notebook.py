@@ -1,7 +1,6 @@
 """The cloud-notebook quickstart runs top to bottom (CPU, the ``tiny`` preset, fake Fashion-MNIST)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nbformat
