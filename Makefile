@@ -31,7 +31,7 @@ main: install data
 	$(BIN)/python -m experiments.compare_methods --preset $(PRESET)
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=25
 
 test-all: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m ''

@@ -2,7 +2,7 @@
 
 Each property runs on every method, so each method gets fewer hypothesis examples
 (``PER_METHOD``) than a single-function property would: over the registry that is
-still well over a thousand Jacobians per property.
+still close to a thousand Jacobians per property.
 
 Method-specific guarantees (non-conflict, permutation invariance, scale
 behaviour) are applied to the methods that claim them, per the registry in
@@ -23,7 +23,7 @@ from tests.conftest import jacobians
 from tests.methods_registry import SPECS, aggregate, aggregate_and_weights, built, inputs
 
 ALL = sorted(SPECS)
-PER_METHOD = settings(max_examples=40)
+PER_METHOD = settings(max_examples=25)
 DEGENERATE = {
     "zero": np.zeros((3, 4)),
     "one_task": np.ones((1, 5)),

@@ -140,11 +140,11 @@ def test_power_root_solves_its_equation(problem, p):
 @given(spd(), st.sampled_from([0.25, 1.0, 3.0]), st.integers(0, 2**32 - 1))
 def test_power_root_scaled_form(problem, p, seed):
     # (C (e z))_t / e_t = z_t^-p for row scales e spanning two orders of magnitude (FairGrad with
-    # alpha = 4 and norms over 1e3.3); near-singular C with p = 1/4 needs more than 20 iterations
+    # alpha = 4 and norms over 1e3.3); near-singular C with p = 1/4 needs more than 40 iterations
     q, _ = problem
     q = q.astype(np.float32).astype(np.float64)
     e = 10.0 ** np.random.default_rng(seed).uniform(-1, 1, len(q))
-    z = np.asarray(POWER_ROOT(q.astype(np.float32), p, e=e.astype(np.float32), num_iters=40), np.float64)
+    z = np.asarray(POWER_ROOT(q.astype(np.float32), p, e=e.astype(np.float32), num_iters=100), np.float64)
     assert np.all(z > 0)
     # backward-stable: the residual is small against the terms that cancel in float32
     terms = (np.abs(q) @ (e * z)) / e + z ** (-p)

@@ -181,7 +181,7 @@ def test_grid_extends_past_edges_within_the_paper_range(monkeypatch):
                for lr in (0.05, 0.005)]
     trained = []
 
-    def fake_grid(specs, data, store):
+    def fake_grid(specs, data, store, devices=None):
         trained.extend(specs)
         return [record("ew" if s.stl_task is None else f"stl{s.stl_task}", s.lr,
                        acc["ew" if s.stl_task is None else "stl"][s.lr]) for s in specs]
