@@ -8,6 +8,7 @@ import benchmarks as bench
 from benchmarks import common, torch_side
 
 
+@pytest.mark.slow  # ~30 s on 2 CPU cores; run with -m slow
 def test_bench_writes_every_section(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch_side, "run", lambda *a, **k: [])  # torch is optional: not in CI
     out = tmp_path / "bench.md"
