@@ -97,6 +97,23 @@ def mlp_problem(t: int, batch: int = 256, seed: int = 0):
     return params, (x, y), losses
 
 
+def mlp_as_layers(params):
+    """The MLP of :func:`mlp_problem` as a chain of layers for :mod:`jaxmtl.layerwise`:
+    ``(layers, head_loss, layered_params)``, ``head_loss`` in the ``stacked_heads`` form."""
+    from jaxmtl.layerwise import Dense
+
+    trunk = params["trunk"]
+    layers = (Dense(), jax.nn.relu, Dense(), jax.nn.relu)
+    layered = {"trunk": [{"w": trunk["w1"], "b": trunk["b1"]}, (), {"w": trunk["w2"], "b": trunk["b2"]}, ()],
+               "heads": params["heads"]}
+
+    def head_loss(t, head, h, y):  # stacked heads: task t's loss from its own head
+        logits = h @ head["w"] + head["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y[:, t]))
+
+    return layers, head_loss, layered
+
+
 def lenet_problem(t: int = 2, batch: int = 256, seed: int = 0):
     """The Multi-Fashion MultiLeNet (36x36 inputs, ``t`` heads): ``(params, (x, y), losses)``."""
     from jaxmtl.models import MultiLeNet  # Flax: imported only for this problem

@@ -25,6 +25,7 @@ from jaxmtl.gramian import (CosineForm, ScaledGramian, combine, cosine_form, cro
 from jaxmtl.gramian_path import weighted_value_and_grad
 from jaxmtl.heads_jacobian import value_and_jacobian_by_heads
 from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
+from jaxmtl.layerwise import Dense, layerwise_value_and_gramian, layerwise_weighted_value_and_grad
 from jaxmtl.masking import path_mask, resolve_mask
 from jaxmtl.method import (WeightsState, find_method_state, method, method_state, recorded_weights,
                            weighted_method)
@@ -61,7 +62,7 @@ __all__ = [
     "CosineForm", "ScaledGramian", "combine", "cosine_form", "cross_gramian", "gramian", "jacobian",
     "num_tasks", "representation_gramian", "scaled_gramian", "value_and_jacobian",
     "value_and_jacobian_by_heads",
-    "weighted_value_and_grad",
+    "weighted_value_and_grad", "Dense", "layerwise_value_and_gramian", "layerwise_weighted_value_and_grad",
     # composition
     "MultiStepsState", "PartitionState", "SkipNonfiniteState", "multi_steps", "partition", "path_mask",
     "resolve_mask", "skip_nonfinite",

@@ -6,7 +6,7 @@ import itertools
 import jax
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxmtl.solvers import nonneg_qp, power_root, simplex_qp
@@ -158,3 +158,37 @@ def test_power_root_diagonal_closed_form_and_warm_start():
     np.testing.assert_allclose(power_root(q, 3.0), np.diag(q) ** (-1 / 4), rtol=1e-5)
     with pytest.raises(ValueError, match="p must be positive"):
         power_root(q, 0.0)
+
+
+NNQP_STEPS = jax.jit(nonneg_qp, static_argnames="pdas_iter")
+SIMPLEX_STEPS = jax.jit(simplex_qp, static_argnames="pdas_iter")
+
+
+CYCLING = (np.array([[1.103, -1.302, -2.551], [-1.302, 3.485, 6.221], [-2.551, 6.221, 11.263]]),
+           np.array([-1.051, 0.017, 1.077]))
+"""A positive-definite QP on which primal-dual active-set steps cycle from x = 0's guess."""
+
+
+def test_primal_dual_steps_cycle_here_but_the_answer_is_exact():
+    from jaxmtl.solvers.active_set import _primal_dual
+    q, b = CYCLING
+    _, repeated = _primal_dual(q.astype(np.float32), b.astype(np.float32), None, b < 0, 30)
+    assert not bool(repeated)                                    # the seed is a wrong guess here
+    ref = brute_nonneg(q, b)
+    for steps in (0, 1, 30):
+        x = np.asarray(NNQP_STEPS(q.astype(np.float32), b.astype(np.float32), pdas_iter=steps), np.float64)
+        np.testing.assert_allclose(x, ref, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30)
+@given(spd(max_t=4), st.sampled_from([0, 1]))  # 10 (the default) is the other tests' case
+def test_primal_dual_seed_does_not_change_the_answer(problem, steps):
+    q, b = problem
+    q32, b32 = q.astype(np.float32), b.astype(np.float32)
+    x = np.asarray(NNQP_STEPS(q32, b32, pdas_iter=steps), np.float64)
+    ref = brute_nonneg(q, b)
+    np.testing.assert_allclose(x, ref, atol=2e-3 * (1 + np.abs(ref).max()))
+    s = np.asarray(SIMPLEX_STEPS(q32, b32, pdas_iter=steps), np.float64)
+    _, ref_val = brute_simplex_linear(q, b)
+    assert np.all(s >= 0) and abs(s.sum() - 1.0) < 1e-5
+    assert 0.5 * s @ q @ s + b @ s <= ref_val + 1e-5 * (1 + abs(ref_val))

@@ -14,11 +14,22 @@ monotonically, so the method cannot cycle (unlike primal-dual active-set /
 semismooth Newton iterations, which do on some positive-definite ``Q``) and
 ends after about twice the number of positive coordinates of the solution.
 
-Budget: ``max_iter`` iterations (default ``4 T + 10``), one ``O(T^3)`` solve
-each: negligible next to a backward pass for ``T`` up to a few hundred.
+Warm start: a few primal-dual active-set (semismooth Newton) steps first
+(Hintermüller, Ito & Kunisch 2002): guess the free set, solve on it, then free
+every fixed coordinate whose gradient is negative and fix every free one that
+came out non-positive, until the guess repeats (``pdas_iter`` steps at most,
+default 10). On the Gramians of MTL this finds the solution's support in 2-5
+solves where the primal method needs one solve per positive coordinate (35
+solves at T = 40, 107 at T = 128 for MGDA). It can cycle on some matrices, so
+its answer only seeds the primal method (made feasible and clipped), which
+then certifies it in one step or carries on monotonically from there.
+
+Budget: ``max_iter`` primal iterations (default ``4 T + 10``), one ``O(T^3)``
+solve each: negligible next to a backward pass for ``T`` up to a few hundred.
 Tolerance: ``tol = 1e-6 * max(1, |Q|_max, |b|_max)``. The output is always
 feasible and finite for finite input, also when the budget runs out.
-Warm start: ``x0`` (feasible) and its positive entries as the first free set.
+Warm start from the caller: ``x0`` (feasible) and its positive entries as the
+first free set of both stages.
 
 ``Q`` must be symmetric positive definite (on the simplex's tangent space
 for :func:`simplex_qp`): callers add a small ridge where the Gramian may be
@@ -30,13 +41,22 @@ import jax
 import jax.numpy as jnp
 
 
-def _solve_free(q, b, free, a):
+def _solve_free(q, b, free, a, cholesky=False):
     """Minimiser on the free set with the fixed coordinates at 0, and the multiplier
-    of ``a^T x = 1`` (``a is None``: no equality constraint)."""
+    of ``a^T x = 1`` (``a is None``: no equality constraint). ``cholesky``: factor the
+    free block (half an LU's cost; NaN where it is not numerically positive definite)."""
     t = b.shape[-1]
     f = free.astype(q.dtype)
     m = q * f[:, None] * f[None, :] + jnp.diag(1.0 - f)
     rhs = jnp.where(free, -b, 0.0)
+    if cholesky:
+        factor = jax.scipy.linalg.cho_factor(m)
+        if a is None:
+            return jnp.where(free, jax.scipy.linalg.cho_solve(factor, rhs[:, None])[:, 0], 0.0), 0.0
+        af = a * f
+        y = jax.scipy.linalg.cho_solve(factor, jnp.stack([rhs, af], axis=1))
+        nu = (af @ y[:, 0] - 1.0) / (af @ y[:, 1])
+        return jnp.where(free, y[:, 0] - nu * y[:, 1], 0.0), nu
     if a is None:
         return jnp.where(free, jnp.linalg.solve(m, rhs), 0.0), 0.0
     af = a * f
@@ -52,14 +72,41 @@ def _best_vertex(q, b, a):
     return (jnp.arange(t) == j).astype(jnp.float32) / a[j]
 
 
-def _active_set(q, b, x0, a, max_iter):
+def _primal_dual(q, b, a, free, steps):
+    """Up to ``steps`` primal-dual active-set steps from the free set ``free``: the last
+    free-set solution (infeasible where the steps ran out before the set repeated) and
+    whether the set repeated (then the solution meets the KKT conditions exactly)."""
+    def body(carry):
+        k, free, _, _ = carry
+        z, nu = _solve_free(q, b, free, a, cholesky=True)
+        gradient = q @ z + b + (0.0 if a is None else nu * a)
+        guess = jnp.where(free, z > 0, gradient < 0)
+        return k + 1, guess, jnp.all(guess == free) & jnp.all(jnp.isfinite(z)), z
+
+    def cond(carry):
+        k, _, repeated, _ = carry
+        return (k < steps) & ~repeated
+
+    _, _, repeated, z = jax.lax.while_loop(cond, body, (0, free, jnp.array(False), jnp.zeros_like(b)))
+    return z, repeated
+
+
+def _active_set(q, b, x0, a, max_iter, pdas_iter):
     q = jnp.asarray(q, jnp.float32)
     b = jnp.asarray(b, jnp.float32)
     t = b.shape[-1]
     tol = 1e-6 * jnp.maximum(1.0, jnp.maximum(jnp.max(jnp.abs(q)), jnp.max(jnp.abs(b))))
     idx = jnp.arange(t)
     if x0 is not None:
-        x = jnp.maximum(jnp.nan_to_num(jnp.asarray(x0, jnp.float32)), 0.0)
+        x0 = jnp.maximum(jnp.nan_to_num(jnp.asarray(x0, jnp.float32)), 0.0)
+    guess = b < 0 if a is None else jnp.ones((t,), bool)   # x = 0's descent coordinates / all
+    solved = jnp.array(False)
+    if pdas_iter:
+        z, solved = _primal_dual(q, b, a, guess if x0 is None else x0 > 0, pdas_iter)
+        seeded = jnp.maximum(jnp.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+        x0 = seeded if x0 is None else jnp.where(jnp.all(jnp.isfinite(z)), seeded, x0)
+    if x0 is not None:
+        x = x0
         if a is not None:  # rescale a warm start onto the simplex, or start at the best vertex
             total = a @ x
             usable = total > 1e-12
@@ -92,18 +139,19 @@ def _active_set(q, b, x0, a, max_iter):
         k, _, _, done = carry
         return (k < (4 * t + 10 if max_iter is None else max_iter)) & ~done
 
-    _, x, _, _ = jax.lax.while_loop(cond, body, (0, x, x > 0, jnp.array(False)))
+    _, x, _, _ = jax.lax.while_loop(cond, body, (0, x, x > 0, solved))
     return jnp.maximum(jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
 
 
 def nonneg_qp(q: jax.Array, b: jax.Array, *, x0: jax.Array | None = None,
-              max_iter: int | None = None) -> jax.Array:
-    """``argmin_{x >= 0} 1/2 x^T Q x + b^T x`` (see the module docstring)."""
-    return _active_set(q, b, x0, None, max_iter)
+              max_iter: int | None = None, pdas_iter: int = 10) -> jax.Array:
+    """``argmin_{x >= 0} 1/2 x^T Q x + b^T x`` (see the module docstring; ``pdas_iter=0``
+    runs the primal method alone)."""
+    return _active_set(q, b, x0, None, max_iter, pdas_iter)
 
 
 def simplex_qp(q: jax.Array, b: jax.Array | None = None, *, a: jax.Array | None = None,
-               x0: jax.Array | None = None, max_iter: int | None = None) -> jax.Array:
+               x0: jax.Array | None = None, max_iter: int | None = None, pdas_iter: int = 10) -> jax.Array:
     """``argmin 1/2 x^T Q x + b^T x`` over ``x >= 0, a^T x = 1`` (see the module docstring).
 
     ``a`` (positive, default all ones: the probability simplex) lets a caller
@@ -116,7 +164,7 @@ def simplex_qp(q: jax.Array, b: jax.Array | None = None, *, a: jax.Array | None 
     t = q.shape[-1]
     b = jnp.zeros((t,), jnp.float32) if b is None else jnp.asarray(b, jnp.float32)
     a = jnp.ones((t,), jnp.float32) if a is None else jnp.asarray(a, jnp.float32)
-    x = _active_set(q, b, x0, a, max_iter)
+    x = _active_set(q, b, x0, a, max_iter, pdas_iter)
     total = a @ x
     ok = jnp.isfinite(total) & (total > 0)
     return jnp.where(ok, x / jnp.where(ok, total, 1.0), _best_vertex(q, b, a))
