@@ -23,7 +23,7 @@ from tqdm import tqdm
 import jaxmtl
 from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
-from experiments.datasets import DATASETS, get as get_dataset
+from experiments.datasets import DATASETS, get as get_dataset, load_dataset
 from jaxmtl.data import prefetch
 from jaxmtl.data.tasks import higher_is_better
 from jaxmtl.method import recorded_weights
@@ -406,20 +406,66 @@ def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
 
 
-def study_parser(doc: str, name: str, presets: dict, *, data: bool = True) -> argparse.ArgumentParser:
-    """The arguments every study shares: ``--preset``, ``--out`` and, for studies on
-    Multi-Fashion, ``--dataset``, ``--data-dir`` and ``--devices``."""
+class _DatasetAction(argparse.Action):
+    """``--dataset``: a parser error naming why when the study does not run on that data set."""
+
+    def __init__(self, *args, allowed: tuple[str, ...] = (), why: str = "", study: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.allowed, self.why, self.study = allowed, why, study
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value not in self.allowed:
+            runs_on = f"runs on {', '.join(self.allowed)} only" if self.allowed else "takes no data set"
+            parser.error(f"--dataset {value}: the {self.study} study {runs_on}"
+                         f"{': ' + self.why if self.why else ''}")
+        setattr(namespace, self.dest, value)
+
+
+def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
+                 datasets: tuple[str, ...] | None = None, why: str = "") -> argparse.ArgumentParser:
+    """The arguments every study shares: ``--preset``, ``--out`` and, for studies that
+    train, ``--dataset`` (any of :data:`experiments.datasets.DATASETS`; a study that runs
+    on ``datasets`` only rejects the others with a parser error saying ``why``),
+    ``--data-dir``, ``--devices`` and, where a study takes other data sets than
+    Multi-Fashion, ``--arch`` and ``--tiny-model``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(presets), default="quick")
     parser.add_argument("--out", default=None, help=f"output directory (default results/{name}/<preset>)")
     if data:
-        parser.add_argument("--dataset", choices=["multi_fashion"], default="multi_fashion")
-        parser.add_argument("--data-dir", default=None, help="directory with the Fashion-MNIST IDX files")
+        allowed = tuple(datasets or sorted(DATASETS))
+        parser.add_argument("--dataset", choices=sorted(DATASETS), default="multi_fashion", action=_DatasetAction,
+                            allowed=allowed, why=why, study=name,
+                            help=f"the data set (docs/datasets.md); this study: {', '.join(allowed)}")
+        parser.add_argument("--data-dir", default=None,
+                            help="the data set's directory (Multi-Fashion: the Fashion-MNIST IDX files; "
+                                 "Multi-MNIST: the MNIST IDX files; see docs/datasets.md)")
+        if allowed != ("multi_fashion",):
+            parser.add_argument("--arch", default=None,
+                                help="the data set's model where it has several (Cityscapes, NYUv2: segnet, "
+                                     "deeplab_resnet18, deeplab_resnet50); default: its first")
+            parser.add_argument("--tiny-model", action="store_true",
+                                help="the few-channel version of the model (smoke runs, tests)")
         parser.add_argument("--devices", type=int, default=None,
                             help="train data-parallel on the first N local devices (default: all of "
                                  "them; the batch size must be a multiple of N)")
+    elif why:  # a study without data: say so to a --dataset
+        parser.add_argument("--dataset", choices=sorted(DATASETS), default=None, action=_DatasetAction,
+                            allowed=(), why=why, study=name, help="(none: " + why + ")")
     return parser
+
+
+def study_data(args: argparse.Namespace, settings: dict, seed: int = 0) -> tuple[Any, dict]:
+    """The data set of a study's ``--dataset``/``--data-dir`` loaded with ``settings`` (the
+    preset's ``data``), and the :class:`RunSpec` fields naming it (``dataset``, ``arch``,
+    ``tiny``). Raises ``ValueError`` for an ``--arch`` the data set lacks."""
+    name = getattr(args, "dataset", "multi_fashion")
+    arch, tiny = getattr(args, "arch", None), getattr(args, "tiny_model", False)
+    archs = DATASETS[name].archs
+    if arch is not None and arch not in archs:
+        raise ValueError(f"--arch {arch}: {name} has the models {', '.join(archs)}")
+    data = load_dataset(name, args.data_dir, seed=seed, **settings)
+    return data, {"dataset": name, "arch": None if arch == archs[0] else arch, "tiny": tiny}
 
 
 def open_store(out: Path) -> ResultStore:
