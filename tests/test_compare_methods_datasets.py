@@ -56,14 +56,14 @@ def run_compare(name, tmp_path, monkeypatch, methods=("ew",)):
     args, settings = data_args(name, tmp_path)
     if name in ("celeba", "qm9"):
         two_tasks(name, monkeypatch)
-    sizes = dict(SMALL, n_val=32, n_test=32) if name in ("multi_fashion", "multi_mnist") else SMALL
+    sizes = dict(SMALL, n_val=32, n_test=32) if name in ("multi_fashion", "multi_mnist", "celeba") else SMALL
     monkeypatch.setitem(compare_methods.PRESETS, "tiny", dict(   # (32: no zero accuracy, the delta-m base)
         data=dict(sizes, **settings), epochs=1, batch_size=2, seeds=[0], methods=list(methods),
         optimizers=["adam"]))
     out = tmp_path / "out"
     argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--batch-size", "2", "--out", str(out), *args]
     if name in ("celeba", "qm9"):
-        with tfds.testing.mock_data(as_data_source_fn=fake_sources(4)):
+        with tfds.testing.mock_data(as_data_source_fn=fake_sources(32 if name == "celeba" else 4)):
             assert compare_methods.main(argv) == 0
     else:
         assert compare_methods.main(argv) == 0
