@@ -72,7 +72,7 @@ def run_compare(name, tmp_path, monkeypatch, methods=("ew",)):
 
 
 FAST = ["multi_fashion", "multi_mnist"]   # ~17 s each on 2 CPU cores; multi_mnist has the generic record
-SLOW = ["cityscapes", "qm9", "nyuv2", "celeba"]   # 60-90 s each: every run compiles a SegNet/MPNN/ResNet step
+SLOW = ["cityscapes", "qm9", "nyuv2", "celeba"]   # 23-130 s each on 2 cores: every run compiles its step
 
 
 @pytest.mark.parametrize("name", FAST + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW])
