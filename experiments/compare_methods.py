@@ -12,9 +12,10 @@ MultiLeNet on Multi-Fashion), evaluates per task after every epoch, selects each
 run's epoch on validation (STL: its task's first metric, accuracy on
 Multi-Fashion; MTL: validation delta-m against the STL runs) and reports that
 metric on test at that epoch, delta-m over all metrics in both conventions
-(``metric``: Maninis/Liu's signed mean over every metric, lower is better;
-``task``: Paper A's mean over tasks of their metrics' mean relative change, higher
-is better) against the best STL run per task, and the median train-step time
+(``metric``: the signed relative change averaged over every metric of every task,
+lower is better; ``task``: each task's mean relative change, averaged over tasks,
+higher is better; :func:`jaxmtl.training.delta_m`, directions from the record)
+against the best STL run per task, and the median train-step time
 (ratio to EW with the same optimiser). On other data sets than Multi-Fashion and
 Multi-MNIST the batch size is the data set's paper one (``--batch-size``
 overrides) and the preset's ``n_train``/``n_val``/``n_test`` keep the first
