@@ -213,6 +213,9 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, on_step=None,
     in this call.
     """
     bench = get_dataset(spec.dataset)
+    if len(data.train) < spec.batch_size:
+        raise ValueError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
+                         f"{spec.batch_size} (pass a smaller batch size)")
     all_tasks = bench.tasks(data)
     names = [t.name for t in all_tasks]
     num_tasks = len(all_tasks)

@@ -143,3 +143,9 @@ def test_unknown_arch_is_refused(fake_fashion):
 def test_multi_mnist_without_files_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="MNIST IDX files"):
         load_dataset("multi_mnist", tmp_path)
+
+
+def test_batch_larger_than_the_training_split_is_refused(fake_fashion):
+    data = load_dataset("multi_fashion", fake_fashion, n_train=4, n_val=4, n_test=4)
+    with pytest.raises(ValueError, match="fewer than one batch of 8"):
+        common.train_run(RunSpec("ew", "adam", 1e-3, 0, 1, 8), data)
