@@ -418,7 +418,7 @@ class _DatasetAction(argparse.Action):
 
     def __call__(self, parser, namespace, value, option_string=None):
         if value not in self.allowed:
-            runs_on = f"runs on {', '.join(self.allowed)} only" if self.allowed else "takes no data set"
+            runs_on = f"runs on {', '.join(self.allowed)} only" if self.allowed else "takes no --dataset"
             parser.error(f"--dataset {value}: the {self.study} study {runs_on}"
                          f"{': ' + self.why if self.why else ''}")
         setattr(namespace, self.dest, value)
@@ -454,7 +454,7 @@ def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
                                  "them; the batch size must be a multiple of N)")
     elif why:  # a study without data: say so to a --dataset
         parser.add_argument("--dataset", choices=sorted(DATASETS), default=None, action=_DatasetAction,
-                            allowed=(), why=why, study=name, help="(none: " + why + ")")
+                            allowed=(), why=why, study=name, help="(not taken: " + why + ")")
     return parser
 
 

@@ -10,7 +10,8 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import common, compare_methods, conflicts, corruptions, loss_scale, optimizer_study
+from experiments import (common, compare_methods, conflicts, corruptions, loss_scale, optimizer_study,
+                         uniform_vs_specialized)
 from experiments.common import RunSpec
 from experiments.datasets import DATASETS, load_dataset
 from jaxmtl.data import ATTRIBUTES, TARGETS, attribute_tasks, regression_tasks
@@ -123,12 +124,12 @@ def test_multi_fashion_record_format_unchanged(fake_fashion):
     assert RunSpec("ew", "adam", 1e-3, 0, 1, 4, dataset="qm9").key != spec.key
 
 
-@pytest.mark.parametrize("study", [corruptions, conflicts, optimizer_study, loss_scale])
+@pytest.mark.parametrize("study", [corruptions, conflicts, optimizer_study, loss_scale, uniform_vs_specialized])
 def test_studies_refuse_other_datasets_saying_why(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "nyuv2"])
     err = capsys.readouterr().err
-    assert "--dataset nyuv2" in err and ("multi_fashion only" in err or "no data set" in err)
+    assert "--dataset nyuv2" in err and ("multi_fashion only" in err or "takes no --dataset" in err)
     if study is corruptions:
         assert "36x36 grayscale" in err
 
