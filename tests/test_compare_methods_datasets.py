@@ -53,21 +53,23 @@ def two_tasks(name: str, monkeypatch) -> None:
     monkeypatch.setitem(DATASETS, name, dataclasses.replace(bench, tasks=tasks, model=model))
 
 
-def run_compare(name, tmp_path, monkeypatch, methods=("ew",)):
+def run_compare(name, tmp_path, monkeypatch, methods=("ew",), study=compare_methods, argv=()):
+    """``study.main`` (default: compare_methods, EW only) on ``name``'s fake files, tiny preset."""
     args, settings = data_args(name, tmp_path)
     if name in ("celeba", "qm9"):
         two_tasks(name, monkeypatch)
     sizes = dict(SMALL, n_val=32, n_test=32) if name in ("multi_fashion", "multi_mnist", "celeba") else SMALL
-    monkeypatch.setitem(compare_methods.PRESETS, "tiny", dict(   # (32: no zero accuracy, the delta-m base)
-        data=dict(sizes, **settings), epochs=1, batch_size=2, seeds=[0], methods=list(methods),
-        optimizers=["adam"]))
+    monkeypatch.setitem(study.PRESETS, "tiny", dict(   # (32: no zero accuracy, the delta-m base)
+        study.PRESETS["tiny"], data=dict(sizes, **settings), epochs=1, batch_size=2, seeds=[0],
+        methods=list(methods), optimizers=["adam"]))
     out = tmp_path / "out"
-    argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--batch-size", "2", "--out", str(out), *args]
+    argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--batch-size", "2", "--out", str(out), *args,
+            *argv]
     if name in ("celeba", "qm9"):
         with tfds.testing.mock_data(as_data_source_fn=fake_sources(32 if name == "celeba" else 4)):
-            assert compare_methods.main(argv) == 0
+            assert study.main(argv) == 0
     else:
-        assert compare_methods.main(argv) == 0
+        assert study.main(argv) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return records, (out / "summary.md").read_text()
 
@@ -124,7 +126,18 @@ def test_multi_fashion_record_format_unchanged(fake_fashion):
     assert RunSpec("ew", "adam", 1e-3, 0, 1, 4, dataset="qm9").key != spec.key
 
 
-@pytest.mark.parametrize("study", [corruptions, conflicts, optimizer_study, loss_scale, uniform_vs_specialized])
+@pytest.mark.slow   # 17-21 s each on 2 cores (3 runs); Multi-Fashion A1 is in tests/test_studies.py
+@pytest.mark.parametrize("name", ["multi_mnist", "qm9"])
+def test_optimizer_study_on_another_dataset(name, tmp_path, monkeypatch):
+    records, summary = run_compare(name, tmp_path, monkeypatch, study=optimizer_study,
+                                   argv=["--per-task", "--lrs", "1e-3"])
+    assert len(records) == 3 and all(r["spec"]["dataset"] == name for r in records)
+    assert "| EW |" in summary and "Pareto" in summary
+    if name == "qm9":   # MAE: lower is better, in Δm and on the Pareto front
+        assert records[0]["directions"] == {"mae": False} and "test mae mu" in summary
+
+
+@pytest.mark.parametrize("study", [corruptions, conflicts, loss_scale, uniform_vs_specialized])
 def test_studies_refuse_other_datasets_saying_why(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "nyuv2"])
