@@ -1,17 +1,25 @@
-"""Main job: MTL methods x optimisers on Multi-Fashion, against single-task baselines.
+"""Main job: MTL methods x optimisers on Multi-Fashion (or any benchmark), against single-task baselines.
 
     python -m experiments.compare_methods --preset quick [--out results/compare_methods]
+    python -m experiments.compare_methods --dataset nyuv2 --data-dir ~/data/nyuv2 [--arch segnet] [--tiny-model]
 
-Trains, for every seed and optimiser, the two single-task (STL) baselines and
-every MTL method (EW, mean, MGDA, PCGrad, UPGrad by default; ``--methods`` takes any
-name in ``experiments.common.METHODS``, ``--optimizers`` any of adam, sgd_momentum,
-signsgd_momentum, adatask, mtl_io) with the same
-MultiLeNet, evaluates per task after every epoch, selects each run's epoch on
-validation (STL: its task's accuracy; MTL: validation delta-m against the STL
-runs) and reports test accuracy at that epoch, delta-m in both conventions
-(``metric``, lower is better; ``task``, higher is better) against the best STL
-run per task, and the median train-step time (ratio to EW with the same
-optimiser). Writes ``results.jsonl`` (one line per run; a rerun skips finished
+Trains, for every seed and optimiser, the single-task (STL) baseline of every
+task and every MTL method (EW, mean, MGDA, PCGrad, UPGrad by default; ``--methods``
+takes any name in ``experiments.common.METHODS``, ``--optimizers`` any of adam,
+sgd_momentum, signsgd_momentum, adatask, mtl_io) with the same model
+(``--dataset``: any of ``experiments.datasets.DATASETS``, docs/datasets.md;
+MultiLeNet on Multi-Fashion), evaluates per task after every epoch, selects each
+run's epoch on validation (STL: its task's first metric, accuracy on
+Multi-Fashion; MTL: validation delta-m against the STL runs) and reports that
+metric on test at that epoch, delta-m over all metrics in both conventions
+(``metric``: the signed relative change averaged over every metric of every task,
+lower is better; ``task``: each task's mean relative change, averaged over tasks,
+higher is better; :func:`jaxmtl.training.delta_m`, directions from the record)
+against the best STL run per task, and the median train-step time
+(ratio to EW with the same optimiser). On other data sets than Multi-Fashion and
+Multi-MNIST the batch size is the data set's paper one (``--batch-size``
+overrides) and the preset's ``n_train``/``n_val``/``n_test`` keep the first
+examples of each split. Writes ``results.jsonl`` (one line per run; a rerun skips finished
 runs), ``summary.md`` and ``summary.png`` into ``--out``.
 """
 from __future__ import annotations
@@ -26,11 +34,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import (HIGHER, METHODS, RunSpec, as_metrics, markdown_table,  # noqa: E402
-                                mean_std, open_store, png_bytes, run_grid, select_epoch, stl_baselines,
-                                study_parser, with_overrides, write_summary)
+from experiments.common import (METHODS, RunSpec, as_metrics, directions, markdown_table,  # noqa: E402
+                                mean_std, open_store, png_bytes, primary_metric, run_grid, select_epoch,
+                                stl_baselines, study_data, study_parser, task_value, with_overrides, write_summary)
+from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
-from jaxmtl.data import make_multi_fashion  # noqa: E402
 from jaxmtl.training import delta_m  # noqa: E402
 
 DEFAULT_METHODS = ["ew", "mean", "mgda", "pcgrad", "upgrad"]
@@ -47,16 +55,23 @@ LEARNING_RATES = {"adam": 1e-3, "sgd_momentum": 1e-2, "signsgd_momentum": 1e-3, 
                   "mtl_io": 1e-3, "mtl_io_sgd_momentum": 1e-2, "mtl_io_signsgd_momentum": 1e-3}
 
 
-def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
+def build_specs(cfg: dict, data_seed: int, num_tasks: int = 2, dataset: dict | None = None) -> list[RunSpec]:
+    """The runs of ``cfg``: per seed and optimiser, ``num_tasks`` STL runs and the methods;
+    ``dataset``: the :class:`RunSpec` fields naming the data set (default Multi-Fashion)."""
     data = dict(cfg["data"], seed=data_seed)
     specs = []
     for seed in cfg["seeds"]:
         for opt in cfg["optimizers"]:
             common = dict(optimizer=opt, lr=LEARNING_RATES[opt], seed=seed, epochs=cfg["epochs"],
-                          batch_size=cfg["batch_size"], data=data)
-            specs += [RunSpec(method="stl", stl_task=t, **common) for t in (0, 1)]
+                          batch_size=cfg["batch_size"], data=data, **(dataset or {}))
+            specs += [RunSpec(method="stl", stl_task=t, **common) for t in range(num_tasks)]
             specs += [RunSpec(method=m, **common) for m in cfg["methods"]]
     return specs
+
+
+def _shown(metric: str) -> tuple[str, float, str]:
+    """Column label, scale and format of a reported metric (accuracy in %)."""
+    return ("acc", 100.0, "{:.2f}") if metric == "accuracy" else (metric, 1.0, "{:.4g}")
 
 
 def summarize(records: list[dict]) -> tuple[str, list[dict]]:
@@ -66,6 +81,11 @@ def summarize(records: list[dict]) -> tuple[str, list[dict]]:
     if not stl or not mtl:
         return "(no complete STL + MTL results yet)", []
     tasks = records[0]["tasks"]
+    higher = directions(records[0])
+    primary = [primary_metric(records[0], t) for t in tasks]
+    scales = [_shown(m)[1] for m in primary]
+    # validation curves: the shared primary metric (Multi-Fashion: accuracy), else the loss
+    curve_metric = primary[0] if len(set(primary)) == 1 else "loss"
     base_val, base_test = stl_baselines(records)
     groups: dict[tuple, dict] = {}
     for r in records:
@@ -75,31 +95,45 @@ def summarize(records: list[dict]) -> tuple[str, list[dict]]:
         name = s["method"] if s["stl_task"] is None else f"stl ({tasks[s['stl_task']]})"
         g = groups.setdefault((name, s["optimizer"]), {"method": name, "optimizer": s["optimizer"],
                                                        "acc": [[] for _ in tasks], "dm_metric": [],
-                                                       "dm_task": [], "step_ms": [], "curves": []})
+                                                       "dm_task": [], "step_ms": [], "curves": [],
+                                                       "curve_metric": curve_metric})
         g["step_ms"].append(1000 * r["step_time_s"])
-        own = slice(None) if s["stl_task"] is None else slice(s["stl_task"], s["stl_task"] + 1)
-        g["curves"].append([float(np.mean(e["val"]["accuracy"][own])) for e in r["epochs"]])
+        own = range(len(tasks)) if s["stl_task"] is None else [s["stl_task"]]
+        g["curves"].append([float(np.mean([_loss(e["val"], tasks, t) if curve_metric == "loss"
+                                           else task_value(r, e["val"], t, curve_metric) for t in own]))
+                            for e in r["epochs"]])
         if s["stl_task"] is not None:
-            g["acc"][s["stl_task"]].append(100 * select_epoch(r, None)["test"]["accuracy"][s["stl_task"]])
+            t = s["stl_task"]
+            g["acc"][t].append(scales[t] * task_value(r, select_epoch(r, None)["test"], t))
             continue
         best = select_epoch(r, base_val[s["seed"]])
         for t in range(len(tasks)):
-            g["acc"][t].append(100 * best["test"]["accuracy"][t])
+            g["acc"][t].append(scales[t] * task_value(r, best["test"], t))
         test = as_metrics(best["test"], tasks)
-        g["dm_metric"].append(delta_m(test, base_test[s["seed"]], HIGHER, "metric"))
-        g["dm_task"].append(delta_m(test, base_test[s["seed"]], HIGHER, "task"))
+        g["dm_metric"].append(delta_m(test, base_test[s["seed"]], higher, "metric"))
+        g["dm_task"].append(delta_m(test, base_test[s["seed"]], higher, "task"))
     rows = []
     for g in groups.values():
         ew = groups.get(("ew", g["optimizer"]))
         ratio = f"{np.mean(g['step_ms']) / np.mean(ew['step_ms']):.2f}" if ew else "-"
-        rows.append([g["method"], g["optimizer"], *[mean_std(a) for a in g["acc"]],
+        rows.append([g["method"], g["optimizer"], *[mean_std(a, _shown(m)[2]) for a, m in zip(g["acc"], primary)],
                      mean_std(g["dm_metric"]), mean_std(g["dm_task"]),
                      f"{np.mean(g['step_ms']):.1f}", ratio])
-    header = ["method", "optimizer", *[f"test acc {t} (%)" for t in tasks],
-              "Δm metric (%, ↓)", "Δm task (%, ↑)", "step (ms)", "step / EW"]
+    columns = [f"test acc {t} (%)" if m == "accuracy" else f"test {m} {t} ({'↑' if higher[m] else '↓'})"
+               for t, m in zip(tasks, primary)]
+    header = ["method", "optimizer", *columns, "Δm metric (%, ↓)", "Δm task (%, ↑)", "step (ms)", "step / EW"]
     note = ("Test accuracy at the epoch chosen on validation; Δm against the best single-task "
             "run per task and seed; mean ± std over seeds where there are several.")
+    if primary != ["accuracy"] * len(tasks):
+        note = ("Each task's first metric on test at the epoch chosen on validation; Δm over all metrics "
+                "of all tasks against the best single-task run per task and seed; mean ± std over seeds "
+                "where there are several.")
     return markdown_table(header, rows) + "\n\n" + note + "\n", list(groups.values())
+
+
+def _loss(split: dict, tasks: list[str], t: int) -> float:
+    """Validation loss of task number ``t`` in an evaluation of either record format."""
+    return split["loss"][t] if isinstance(split.get("loss"), list) else split[tasks[t]]["loss"]
 
 
 def plot(groups: list[dict]) -> bytes:
@@ -120,14 +154,16 @@ def plot(groups: list[dict]) -> bytes:
     names = sorted({g["method"] for g in groups})
     colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(names)}
     styles = {opt: ls for opt, ls in zip(sorted({g["optimizer"] for g in groups}), ["-", "--", ":", "-."] * 3)}
+    metric = groups[0]["curve_metric"] if groups else "accuracy"
+    label, scale, _ = _shown(metric)
     for g in groups:
         curve = np.mean(g["curves"], axis=0)
-        ax2.plot(np.arange(1, len(curve) + 1), 100 * curve, marker="o", color=colors[g["method"]],
+        ax2.plot(np.arange(1, len(curve) + 1), scale * curve, marker="o", color=colors[g["method"]],
                  ls=styles[g["optimizer"]], label=f"{g['method']} / {g['optimizer']}")
     ax2.xaxis.get_major_locator().set_params(integer=True)
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("mean validation accuracy (%)")
-    ax2.set_title("Validation accuracy (mean over tasks)")
+    ax2.set_ylabel("mean validation accuracy (%)" if metric == "accuracy" else f"mean validation {metric}")
+    ax2.set_title(f"Validation {'accuracy' if metric == 'accuracy' else metric} (mean over tasks)")
     ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return png_bytes(fig)
@@ -139,18 +175,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS), default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
+                             "batch size on the others")
     args = parser.parse_args(argv)
-    cfg = with_overrides(PRESETS[args.preset], args, ("methods", "optimizers", "seeds", "epochs"))
-    out = Path(args.out or f"results/compare_methods/{args.preset}")
+    cfg = with_overrides(PRESETS[args.preset], args, ("methods", "optimizers", "seeds", "epochs", "batch_size"))
+    bench = DATASETS[args.dataset]
+    if args.batch_size is None and args.dataset not in ("multi_fashion", "multi_mnist"):
+        cfg["batch_size"] = bench.batch_size
+    out = Path(args.out or f"results/compare_methods/{args.preset}"
+               + ("" if args.dataset == "multi_fashion" else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
-    specs = build_specs(cfg, data_seed=0)
+    data, dataset = study_data(args, cfg["data"])
+    num_tasks = len(bench.tasks(data))
+    specs = build_specs(cfg, data_seed=0, num_tasks=num_tasks, dataset=dataset)
     records = run_grid(specs, data, store, devices=args.devices)
     table, groups = summarize(records)
-    header = (f"# MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
+    arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
+    title = "Multi-Fashion" if args.dataset == "multi_fashion" else args.dataset
+    header = (f"# MTL methods on {title} (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, "
-              f"learning rates {LEARNING_RATES}, MultiLeNet.\n\n")
+              f"learning rates {LEARNING_RATES}, {'MultiLeNet' if arch == 'multilenet' else arch}.\n\n")
     write_summary(out, header + table, plot(groups) if groups else None, t0)
     return 0
 

@@ -192,7 +192,9 @@ def plot(record: dict) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "conflicts", PRESETS)
+    parser = study_parser(__doc__, "conflicts", PRESETS, datasets=("multi_fashion",),
+                          why="its per-sample gradient probe is built on MultiLeNet and the classification "
+                              "losses of Multi-Fashion")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: train its best EW run")
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--lr", type=float, default=1e-3)

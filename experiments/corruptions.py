@@ -224,7 +224,9 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "corruptions", PRESETS)
+    parser = study_parser(__doc__, "corruptions", PRESETS, datasets=("multi_fashion",),
+                          why="its corruptions are image corruptions of the 36x36 grayscale Multi-Fashion "
+                              "canvases (jaxmtl.data.corruptions) and its models are selected on accuracy")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
                         help="the MTL models' methods (default: the preset's; paper: Paper A's six)")

@@ -1,5 +1,9 @@
 """The benchmarks a study can train on: ``name -> Benchmark(load, model, tasks, batches)``.
 
+:func:`load_dataset` loads one with a study's data settings (``n_train`` etc. keep
+the first examples of a split);
+:func:`experiments.common.train_run` trains any of them (``RunSpec.dataset``).
+
 Each entry pairs a loader (:mod:`jaxmtl.data`), the papers' model for it
 (:mod:`jaxmtl.models`; ``tiny=True`` gives a few-channel version for tests and
 smoke runs) and the data set's tasks (:class:`jaxmtl.data.Task`: loss, metrics,
@@ -19,6 +23,7 @@ paper's shapes (``--tiny`` for the few-channel models).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,7 +35,8 @@ import optax
 import jaxmtl
 from jaxmtl.data import (ATTRIBUTES, TARGETS, Task, attribute_tasks, batches, classification_tasks, dense_batches,
                          depth_task, load_celeba, load_cityscapes, load_nyuv2, load_qm9, make_multi_fashion,
-                         normals_task, prefetch, regression_tasks, segmentation_task)
+                         make_multi_mnist, normals_task, pair_batches, prefetch, regression_tasks,
+                         segmentation_task)
 from jaxmtl.models import MPNN, DeepLabV3Plus, MultiLeNet, ResNetHeads, SegNet, shared_mask
 from jaxmtl.training import make_task_train_step
 
@@ -48,6 +54,8 @@ class Benchmark:
     input_key: str
     archs: tuple[str, ...]
     batch_size: int
+    eval_batch_size: int | None = None
+    """Batch size of the evaluation passes (``None``: the run's training batch size)."""
 
 
 def _dense_model(channels: tuple[int, ...], arch: str, tiny: bool):
@@ -76,13 +84,28 @@ def _augmented(split, batch_size, rng=None, drop_last=True):
 
 
 DENSE_ARCHS = ("segnet", "deeplab_resnet18", "deeplab_resnet50")
+MULTI_MNIST_TASKS = ("CL", "CR")
+
+
+def _multi_mnist(data_dir=None, **kw):
+    """Paper C's Multi-MNIST from the four MNIST IDX files in ``data_dir`` (``source='mnist'``
+    unless given), its two classification tasks."""
+    return make_multi_mnist(data_dir, **{"source": "mnist", **kw})
+
+
+def _pair_batches(split, batch_size, rng=None, drop_last=True):
+    return pair_batches(split, MULTI_MNIST_TASKS, batch_size, rng, drop_last)
 
 DATASETS: dict[str, Benchmark] = {
     "multi_fashion": Benchmark(
         load=lambda data_dir=None, **kw: make_multi_fashion(data_dir, **kw),
         model=lambda data, arch="multilenet", tiny=False: MultiLeNet(len(data.tasks), data.num_classes),
         tasks=lambda data: classification_tasks(data.tasks), batches=batches, input_key="image",
-        archs=("multilenet",), batch_size=256),
+        archs=("multilenet",), batch_size=256, eval_batch_size=512),
+    "multi_mnist": Benchmark(
+        load=_multi_mnist, model=lambda data, arch="multilenet", tiny=False: MultiLeNet(2, 10),
+        tasks=lambda data: classification_tasks(MULTI_MNIST_TASKS), batches=_pair_batches, input_key="image",
+        archs=("multilenet",), batch_size=256, eval_batch_size=512),
     "cityscapes": Benchmark(
         load=load_cityscapes, model=lambda data, arch="segnet", tiny=False: _dense_model(_dense_channels(data), arch, tiny),
         tasks=_dense_tasks, batches=_augmented, input_key="image", archs=DENSE_ARCHS, batch_size=64),
@@ -111,10 +134,32 @@ def get(name: str) -> Benchmark:
     return DATASETS[name]
 
 
+SUBSETS = ("n_train", "n_val", "n_test")
+
+
+def load_dataset(name: str, data_dir=None, **settings):
+    """Data set ``name`` loaded with a study's ``settings``: Multi-Fashion and Multi-MNIST
+    take them all (``n_*`` draw that many examples); the others pass every setting but
+    ``n_train``/``n_val``/``n_test`` to their loader and keep the first ``n_*`` examples
+    of each split (``seed`` only where the loader has one)."""
+    bench = get(name)
+    if name in ("multi_fashion", "multi_mnist"):
+        return bench.load(data_dir, **settings)
+    sizes = {k[2:]: settings.pop(k) for k in SUBSETS if settings.get(k) is not None}
+    for k in SUBSETS:
+        settings.pop(k, None)
+    if name in ("celeba", "qm9"):
+        settings.pop("seed", None)   # their splits are fixed
+    data = bench.load(data_dir, **settings)
+    return dataclasses.replace(data, **{split: getattr(data, split).subset(range(min(n, len(getattr(data, split)))))
+                                         for split, n in sizes.items()})
+
+
 def fake_batch(name: str, batch_size: int, rng: np.random.Generator) -> dict:
     """A random batch with the paper's shapes for ``name`` (timing only)."""
-    if name == "multi_fashion":
-        return {"image": rng.random((batch_size, 36, 36, 1), np.float32),
+    if name in ("multi_fashion", "multi_mnist"):
+        side = 36 if name == "multi_fashion" else 28
+        return {"image": rng.random((batch_size, side, side, 1), np.float32),
                 "labels": rng.integers(0, 10, (batch_size, 2)).astype(np.int32)}
     if name in ("cityscapes", "nyuv2"):
         h, w, c = (128, 256, 7) if name == "cityscapes" else (288, 384, 13)
@@ -139,9 +184,11 @@ class _Meta:
     """What a model factory and the task makers read off a loaded data set."""
 
     def __init__(self, name: str):
-        self.tasks = {"multi_fashion": ("top_left", "bottom_right"), "cityscapes": ("segmentation", "depth"),
+        self.tasks = {"multi_fashion": ("top_left", "bottom_right"), "multi_mnist": MULTI_MNIST_TASKS,
+                      "cityscapes": ("segmentation", "depth"),
                       "nyuv2": ("segmentation", "depth", "normals"), "celeba": ATTRIBUTES, "qm9": TARGETS}[name]
-        self.num_classes = {"multi_fashion": 10, "cityscapes": 7, "nyuv2": 13, "celeba": 2, "qm9": 0}[name]
+        self.num_classes = {"multi_fashion": 10, "multi_mnist": 10, "cityscapes": 7, "nyuv2": 13, "celeba": 2,
+                            "qm9": 0}[name]
         self.std = np.ones(len(self.tasks))
 
 

@@ -211,7 +211,8 @@ def plot(records: dict[tuple, dict]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "loss_scale", PRESETS, data=False)
+    parser = study_parser(__doc__, "loss_scale", PRESETS, data=False,
+                          why="it trains the paper's synthetic scalar toy, no data set")
     parser.add_argument("--x64", action="store_true",
                         help="train the toy in float64; jaxmtl still computes task weights and losses in "
                              "float32, so the invariant configurations still differ by ~1e-7 (summary.md)")

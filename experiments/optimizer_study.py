@@ -37,6 +37,12 @@ IMTL here is IMTL-G (the gradient part of LibMTL's hybrid IMTL). MTL-IO with
 SGD+momentum is EW with SGD+momentum up to rounding (momentum is linear); with
 Adam it computes what AdaTask does.
 
+``--dataset`` (any of ``experiments.datasets.DATASETS``; ``--arch``, ``--tiny-model``,
+``--batch-size``, default the data set's paper batch size off Multi-Fashion and Multi-MNIST)
+runs the same grid on another benchmark: one single-task row per task, each task's
+first metric in the tables and the Pareto counts (with its direction), delta-m over
+all metrics (directions from the records).
+
 Writes ``results.jsonl`` (one line per run, resumable), ``summary.md`` and
 ``summary.png`` into ``--out``.
 """
@@ -54,12 +60,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.common import (LIBMTL_SETTINGS, RunSpec, markdown_table, mean_std, open_store,  # noqa: E402
-                                png_bytes, run_grid, stl_baselines, study_parser, with_overrides,
-                                write_summary)
+                                png_bytes, primary_metric, run_grid, stl_baselines, study_data, study_parser,
+                                with_overrides, write_summary)
+from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
-from experiments.selection import WEIGHT_DECAY, grid_edge, row_and_family, select_runs, select_stl  # noqa: E402
+from experiments.selection import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family, select_runs,  # noqa: E402
+                                   select_stl)
 from jaxmtl.analysis import pareto_mask  # noqa: E402
-from jaxmtl.data import make_multi_fashion  # noqa: E402
 
 METHOD_LABELS = {"ew": "EW", "uw_libmtl": "UW", "rlw": "RLW", "pcgrad": "PCGrad", "cagrad_libmtl": "CAGrad",
                  "imtl_g": "IMTL-G", "aligned_mtl_libmtl": "Aligned-MTL"}
@@ -99,7 +106,7 @@ def row_specs(cfg: dict, row: str, family: str, lr: float, data_seed: int) -> li
     optimizer family ``family`` at ``lr``, one per seed (none where the row has no
     run on that family: AdaTask is Adam's)."""
     common = dict(lr=lr, epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=dict(cfg["data"], seed=data_seed),
-                  weight_decay=WEIGHT_DECAY, lr_schedule=cfg["lr_schedule"])
+                  weight_decay=WEIGHT_DECAY, lr_schedule=cfg["lr_schedule"], **cfg.get("dataset", {}))
     if row.startswith("stl"):
         return [RunSpec(method="stl", stl_task=int(row[3:]), optimizer=family, seed=s, **common) for s in cfg["seeds"]]
     if row in PER_TASK:
@@ -108,8 +115,9 @@ def row_specs(cfg: dict, row: str, family: str, lr: float, data_seed: int) -> li
     return [RunSpec(method=row, optimizer=family, seed=s, **common) for s in cfg["seeds"]]
 
 
-def rows(cfg: dict, num_tasks: int = 2) -> list[str]:
-    return [f"stl{t}" for t in range(num_tasks)] + list(cfg["methods"]) + list(cfg["per_task"])
+def rows(cfg: dict) -> list[str]:
+    """The grid's rows: one single-task row per task (``cfg['num_tasks']``, default 2), the methods."""
+    return [f"stl{t}" for t in range(cfg.get("num_tasks", 2))] + list(cfg["methods"]) + list(cfg["per_task"])
 
 
 def build_specs(cfg: dict, data_seed: int) -> list[RunSpec]:
@@ -158,10 +166,11 @@ def extend_grid(cfg: dict, records: list[dict], data, store, data_seed: int,
         records = records + run_grid(todo, data, store, devices=devices)
 
 
-def pareto_tables(chosen: dict, families: list[str]) -> tuple[str, list[str]]:
+def pareto_tables(chosen: dict, families: list[str], up: list[bool] | None = None) -> tuple[str, list[str]]:
     """Pareto counts over the chosen runs (one point per row, optimizer and seed): the
     paper's "PO w.r.t. X" (this optimizer's runs that no run of X dominates) and the
-    runs on the joint front of all optimizers' runs."""
+    runs on the joint front of all optimizers' runs. ``up``: whether higher is better, per task
+    (default: all, accuracies)."""
     points, fams, names = [], [], []
     for (row, family), c in chosen.items():
         for x in c["runs"]:
@@ -169,7 +178,7 @@ def pareto_tables(chosen: dict, families: list[str]) -> tuple[str, list[str]]:
             fams.append(family)
             names.append(f"{ROW_LABELS.get(row, row)} / {OPTIMIZER_LABELS.get(family, family)} / s{x['seed']}")
     points, fams = np.asarray(points), np.asarray(fams)
-    up = [True] * points.shape[1]
+    up = [True] * points.shape[1] if up is None else list(up)
     joint = pareto_mask(points, up)
     header = (["optimizer", "runs", "on the joint front (all optimizers)"] +
               [f"PO w.r.t. {OPTIMIZER_LABELS.get(f, f)} (paper's count)" for f in families])
@@ -236,16 +245,20 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
             c = chosen.get((row, f))
             cells.append("-" if c is None else f"{c['lr']:g}" + (f" ({c['diverged_lrs']} div.)" if c["diverged_lrs"] else ""))
         table.append(cells)
-    acc_header = ["method", "optimizer", *[f"test acc {t} (%)" for t in tasks]]
+    metrics = [primary_metric(records[0], t) for t in tasks]
+    up = higher_values(records[0])
+    acc_header = ["method", "optimizer", *[f"test acc {t} (%)" if m == "accuracy" else f"test {m} {t}"
+                                           for t, m in zip(tasks, metrics)]]
     acc_rows = [[ROW_LABELS[row], OPTIMIZER_LABELS.get(f, f),
                  *[mean_std([x["test_acc"][t] for x in c["runs"]]) for t in range(len(tasks))]]
                 for row in rows_order for f in fams if (c := chosen.get((row, f)))]
     _, base_test = stl_baselines(records)
     for t, task in enumerate(tasks):
         acc_row = ["STL (best)", "any", *["-"] * len(tasks)]
-        acc_row[2 + t] = mean_std([100 * b[task]["accuracy"] for b in base_test.values()])
+        scale = 100 if metrics[t] == "accuracy" else 1
+        acc_row[2 + t] = mean_std([scale * b[task][metrics[t]] for b in base_test.values()])
         acc_rows.append(acc_row)
-    pareto, front = pareto_tables(chosen, fams)
+    pareto, front = pareto_tables(chosen, fams, up)
     text = ("## Best Δm per method and optimizer\n\n" + markdown_table(header, table) +
             "\n\nTest Δm (Paper A's convention: mean relative drop of the per-task accuracies "
             "against the best single-task run, lower is better) at the epoch and learning rate "
@@ -259,7 +272,10 @@ def summarize(records: list[dict], families: list[str]) -> tuple[str, dict]:
     return text, chosen
 
 
-def plot(chosen: dict, families: list[str]) -> bytes:
+def plot(chosen: dict, families: list[str], up: list[bool] | None = None,
+         labels: tuple[str, str] = ("test accuracy, task 0 (%)", "test accuracy, task 1 (%)")) -> bytes:
+    """Δm per method and optimizer, and the runs in the space of the first two tasks'
+    metrics (``up``: higher is better per task; ``labels`` of the two axes)."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     fams = [f for f in families if any(f == fam for _, fam in chosen)]
     rows_order = [r for r in ROW_LABELS if any(r == row for row, _ in chosen)]
@@ -277,13 +293,13 @@ def plot(chosen: dict, families: list[str]) -> bytes:
     ax1.legend()
     pts = [(x["test_acc"], f) for (_, f), c in chosen.items() for x in c["runs"]]
     acc = np.array([p for p, _ in pts])
-    front = pareto_mask(acc, [True] * acc.shape[1])
+    front = pareto_mask(acc, [True] * acc.shape[1] if up is None else list(up))
     for f in fams:
         sel = np.array([fam == f for _, fam in pts])
         ax2.scatter(acc[sel, 0], acc[sel, 1], color=colors[f], label=OPTIMIZER_LABELS.get(f, f), s=25)
     ax2.scatter(acc[front, 0], acc[front, 1], facecolors="none", edgecolors="k", s=90, label="joint front")
-    ax2.set_xlabel("test accuracy, task 0 (%)")
-    ax2.set_ylabel("test accuracy, task 1 (%)")
+    ax2.set_xlabel(labels[0])
+    ax2.set_ylabel(labels[1])
     ax2.set_title("Runs in metric space")
     ax2.legend(fontsize=8)
     fig.tight_layout()
@@ -298,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lrs", nargs="+", type=float, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
+                             "batch size on the others")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
                         help="constant, or step: halve after 1/3 and 2/3 of the epochs (Paper A's 100 of 300); "
                              "default: the preset's (quick: constant, paper: step)")
@@ -308,13 +327,19 @@ def main(argv: list[str] | None = None) -> int:
                              "results.jsonl of workers, which must not share one --out: each rewrites the file)")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args,
-                         ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend"))
+                         ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend",
+                          "batch_size"))
+    bench = DATASETS[args.dataset]
+    if args.batch_size is None and args.dataset not in ("multi_fashion", "multi_mnist"):
+        cfg["batch_size"] = bench.batch_size
     if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
         raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
-    out = Path(args.out or f"results/optimizer_study/{args.preset}")
+    out = Path(args.out or f"results/optimizer_study/{args.preset}"
+               + ("" if args.dataset == "multi_fashion" else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
+    data, dataset = study_data(args, cfg["data"])
+    cfg.update(dataset=dataset, num_tasks=len(bench.tasks(data)))
     if args.summary_only:
         records, added = list(store), {}
         if not records:
@@ -325,13 +350,22 @@ def main(argv: list[str] | None = None) -> int:
         records, added = (extend_grid(cfg, records, data, store, data_seed=0, devices=args.devices)
                           if cfg["extend"] else (records, {}))
     text, chosen = summarize(records, cfg["optimizers"])
-    header = (f"# Study A1: optimizers x MTL methods on Multi-Fashion (preset `{args.preset}`)\n\n"
+    title = "Multi-Fashion" if args.dataset == "multi_fashion" else args.dataset
+    arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
+    header = (f"# Study A1: optimizers x MTL methods on {title} (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
               f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, {cfg['lr_schedule']} learning rate, weight "
-              f"decay {WEIGHT_DECAY:g}, MultiLeNet, "
-              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases.\n\n"
+              f"decay {WEIGHT_DECAY:g}, {'MultiLeNet' if arch == 'multilenet' else arch}, "
+              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
+              f"{'canvases' if args.dataset == 'multi_fashion' else 'examples'}.\n\n"
               + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
-    write_summary(out, header + text, plot(chosen, cfg["optimizers"]) if chosen else None, t0)
+    png = None
+    if chosen:
+        tasks, shown = records[0]["tasks"], [primary_metric(records[0], t) for t in records[0]["tasks"]]
+        labels = tuple(f"test accuracy, task {t} (%)" if shown[t] == "accuracy" else f"test {shown[t]}, {tasks[t]}"
+                       for t in (0, 1))
+        png = plot(chosen, cfg["optimizers"], higher_values(records[0]), labels)
+    write_summary(out, header + text, png, t0)
     return 0
 
 

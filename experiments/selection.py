@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import HIGHER, as_metrics, select_epoch, stl_baselines
+from experiments.common import (as_metrics, directions, epoch_score, primary_metric, select_epoch, stl_baselines,
+                                task_value)
 from experiments.optimizers import MTL_IO
 from jaxmtl.training import ResultStore, delta_m
 
@@ -48,7 +49,8 @@ def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
     delta-m over seeds, and at it the per-seed test delta-m and accuracies.
 
     Each value has ``lr``, ``val_dm`` (mean over seeds), ``runs`` (per seed: ``seed``,
-    ``label``, ``val_dm``, ``test_dm``, ``test_acc`` in %, ``epoch``, ``diverged``),
+    ``label``, ``val_dm``, ``test_dm``, ``test_acc``: each task's primary test metric,
+    accuracies in % (:func:`primary_values`), ``epoch``, ``diverged``),
     ``lrs`` (every learning rate tried, sorted) and ``diverged_lrs`` (how many of
     them had a diverging run). A learning rate at which some seed diverged before
     its first evaluation is not a candidate. Raises ``ValueError`` without
@@ -70,9 +72,9 @@ def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
             entry.append(None)
             continue
         entry.append({"seed": s["seed"], "label": r["label"],
-                      "val_dm": delta_m(as_metrics(best["val"], tasks), base_val[s["seed"]], HIGHER),
-                      "test_dm": delta_m(as_metrics(best["test"], tasks), base_test[s["seed"]], HIGHER),
-                      "test_acc": [100 * a for a in best["test"]["accuracy"]], "epoch": best["epoch"],
+                      "val_dm": delta_m(as_metrics(best["val"], tasks), base_val[s["seed"]], directions(r)),
+                      "test_dm": delta_m(as_metrics(best["test"], tasks), base_test[s["seed"]], directions(r)),
+                      "test_acc": primary_values(r, best["test"]), "epoch": best["epoch"],
                       "diverged": r["diverged"]})
     chosen: dict[tuple[str, str], dict] = {}
     for (row, family, lr), runs in by_lr.items():
@@ -89,10 +91,23 @@ def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
     return chosen
 
 
+def primary_values(record: dict, split: dict) -> list[float]:
+    """Each task's primary metric (:func:`experiments.common.primary_metric`) in an
+    evaluation, accuracies in % (Multi-Fashion: the test accuracies in %)."""
+    return [(100 if primary_metric(record, name) == "accuracy" else 1) * task_value(record, split, t)
+            for t, name in enumerate(record["tasks"])]
+
+
+def higher_values(record: dict) -> list[bool]:
+    """Whether higher is better for each task's :func:`primary_values` entry."""
+    return [directions(record)[primary_metric(record, name)] for name in record["tasks"]]
+
+
 def select_stl(records: list[dict]) -> dict[tuple[str, str], dict]:
     """Per single-task (row, family): the learning rate with the best validation
-    accuracy of its task (mean over seeds, at each run's best epoch), as ``lr``,
-    ``val_acc`` and ``lrs`` (every learning rate tried, sorted)."""
+    score of its task (its primary metric, higher is better: Multi-Fashion's accuracy;
+    mean over seeds, at each run's best epoch), as ``lr``, ``val_acc`` (that score)
+    and ``lrs`` (every learning rate tried, sorted)."""
     by_lr: dict[tuple, list] = {}
     for r in records:
         s = r["spec"]
@@ -100,7 +115,7 @@ def select_stl(records: list[dict]) -> dict[tuple[str, str], dict]:
             continue
         best = select_epoch(r, None)
         by_lr.setdefault((*row_and_family(s), s["lr"]), []).append(
-            None if best is None else best["val"]["accuracy"][s["stl_task"]])
+            None if best is None else -epoch_score(best, s["stl_task"], r["tasks"], None, r))
     chosen: dict[tuple[str, str], dict] = {}
     for (row, family, lr), accs in by_lr.items():
         if None in accs:

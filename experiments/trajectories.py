@@ -206,7 +206,9 @@ def run_all(specs: list[RunSpec], data, store, cfg: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "trajectories", PRESETS)
+    parser = study_parser(__doc__, "trajectories", PRESETS, datasets=("multi_fashion",),
+                          why="its probes (sharpness, cosines, evaluation) are built on MultiLeNet and the "
+                              "classification losses of Multi-Fashion")
     parser.add_argument("--methods", nargs="+", choices=list(METHOD_LABELS), default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None)

@@ -185,7 +185,8 @@ def run_specs(specs: list[CSpec], data, store, every: int, phase: str, train: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, data=False)
+    parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, data=False,
+                          why="it trains paper C's Multi-MNIST task pairs (--source, --data-dir)")
     parser.add_argument("--source", choices=SOURCES, default="fashion_mnist",
                         help="items of the canvases: Fashion-MNIST (offline) or MNIST (paper C; needs --data-dir)")
     parser.add_argument("--data-dir", default=None, help="directory with the IDX files")
