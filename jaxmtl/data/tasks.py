@@ -103,6 +103,12 @@ def depth_task(name: str = "depth", target: str = "depth") -> Task:
     return Task(name, M.l1_depth_loss, (M.abs_error(), M.rel_error()), target, mask=f"{target}_mask")
 
 
+def instance_task(name: str = "instance", target: str = "instance") -> Task:
+    """Instance offsets (Kendall et al. 2018): L1 over instance pixels (``batch[target + "_mask"]``);
+    mean L1 offset error in pixels."""
+    return Task(name, M.l1_offset_loss, (M.offset_error(),), target, mask=f"{target}_mask")
+
+
 def normals_task(name: str = "normals", target: str = "normals") -> Task:
     """``1 - cos``; mean and median angle, fractions within 11.25/22.5/30 degrees."""
     return Task(name, M.normal_loss, (M.mean_angle(), M.median_angle(), *map(M.within, M.THRESHOLDS)),
