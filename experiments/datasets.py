@@ -34,9 +34,9 @@ import optax
 
 import jaxmtl
 from jaxmtl.data import (ATTRIBUTES, TARGETS, Task, attribute_tasks, batches, classification_tasks, dense_batches,
-                         depth_task, load_celeba, load_cityscapes, load_nyuv2, load_qm9, make_multi_fashion,
-                         make_multi_mnist, normals_task, pair_batches, prefetch, regression_tasks,
-                         segmentation_task)
+                         depth_task, instance_task, load_celeba, load_cityscapes, load_nyuv2, load_qm9,
+                         make_multi_fashion, make_multi_mnist, normals_task, pair_batches, prefetch,
+                         regression_tasks, segmentation_task)
 from jaxmtl.models import MPNN, DeepLabV3Plus, MultiLeNet, ResNetHeads, SegNet, shared_mask
 from jaxmtl.training import make_task_train_step
 
@@ -70,12 +70,13 @@ def _dense_model(channels: tuple[int, ...], arch: str, tiny: bool):
 
 
 def _dense_tasks(data) -> tuple[Task, ...]:
-    makers = {"segmentation": segmentation_task, "depth": depth_task, "normals": normals_task}
+    makers = {"segmentation": segmentation_task, "depth": depth_task, "normals": normals_task,
+              "instance": instance_task}
     return tuple(makers[t]() for t in data.tasks)
 
 
 def _dense_channels(data) -> tuple[int, ...]:
-    return tuple({"segmentation": data.num_classes, "depth": 1, "normals": 3}[t] for t in data.tasks)
+    return tuple({"segmentation": data.num_classes, "depth": 1, "normals": 3, "instance": 2}[t] for t in data.tasks)
 
 
 def _augmented(split, batch_size, rng=None, drop_last=True):

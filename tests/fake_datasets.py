@@ -11,8 +11,21 @@ from jaxmtl.data.celeba import ATTRIBUTES
 from jaxmtl.data.qm9 import TARGETS
 
 
+def instance_ids(rng: np.random.Generator, hw) -> np.ndarray:
+    """A Cityscapes-style instance-id map ``(H, W)``: random stuff ids (< 1000) and three rectangles
+    (two cars 26000, 26001 and a person 24000; ``id >= 1000``), partly overlapping."""
+    h, w = hw
+    ids = rng.integers(0, 34, (h, w))
+    for inst in (26000, 26001, 24000):
+        top, left = int(rng.integers(0, h - h // 4)), int(rng.integers(0, w - w // 4))
+        ids[top:top + int(rng.integers(1, h // 4 + 1)), left:left + int(rng.integers(1, w // 4 + 1))] = inst
+    return ids
+
+
 def write_numpy_layout(root: Path, fields: dict[str, tuple], sizes: dict[str, int], seed: int = 0) -> Path:
-    """``root/<split>/<field>/<i>.npy`` with random arrays; ``fields[name] = (shape, kind)``."""
+    """``root/<split>/<field>/<i>.npy`` with random arrays; ``fields[name] = (shape, kind)``; kind
+    ``instance_ids``: :func:`instance_ids` of ``shape``, ``offsets``: their offsets ``(H, W, 2)``
+    with NaN off instances."""
     rng = np.random.default_rng(seed)
     for split, n in sizes.items():
         for name, (shape, kind) in fields.items():
@@ -20,6 +33,13 @@ def write_numpy_layout(root: Path, fields: dict[str, tuple], sizes: dict[str, in
             for i in range(n):
                 if kind == "label":
                     a = rng.integers(-1, shape[-1], shape[:-1]).astype(np.float32)
+                elif kind == "instance_ids":
+                    a = instance_ids(rng, shape)
+                elif kind == "offsets":
+                    from jaxmtl.data.cityscapes import instance_offsets
+
+                    offsets, mask = instance_offsets(instance_ids(rng, shape[:2]))
+                    a = np.where(mask[..., None], offsets, np.nan).astype(np.float32)
                 elif kind == "depth":
                     a = rng.uniform(0, 3, shape).astype(np.float32) * (rng.random(shape) > 0.2)
                 else:
@@ -28,11 +48,27 @@ def write_numpy_layout(root: Path, fields: dict[str, tuple], sizes: dict[str, in
     return root
 
 
-def cityscapes_layout(root: Path, hw=(16, 32), n_train=5, n_val=2) -> Path:
+def cityscapes_layout(root: Path, hw=(16, 32), n_train=5, n_val=2, instance: str | None = None) -> Path:
+    """MTAN's Cityscapes layout; ``instance="ids"`` / ``"offsets"`` adds ``<split>/instance/<i>.npy``
+    with instance ids ``(H, W)`` / offsets ``(H, W, 2)``."""
     h, w = hw
-    return write_numpy_layout(root, {"image": ((h, w, 3), "image"), "label_7": ((h, w, 7), "label"),
-                                     "label_19": ((h, w, 19), "label"), "depth": ((h, w, 1), "depth")},
-                              {"train": n_train, "val": n_val})
+    fields = {"image": ((h, w, 3), "image"), "label_7": ((h, w, 7), "label"),
+              "label_19": ((h, w, 19), "label"), "depth": ((h, w, 1), "depth")}
+    if instance is not None:
+        fields["instance"] = {"ids": ((h, w), "instance_ids"), "offsets": ((h, w, 2), "offsets")}[instance]
+    return write_numpy_layout(root, fields, {"train": n_train, "val": n_val})
+
+
+def gtfine_instances(root: Path, n: int = 3, hw=(32, 64)) -> Path:
+    """``root/gtFine/{train,val}/<city>/<id>_gtFine_instanceIds.png`` (16-bit) for the image ids of
+    :func:`fake_sources` (``<split>_<i>``, city ``<split>``); returns the ``gtFine`` folder."""
+    rng = np.random.default_rng(1)
+    for split, folder in (("train", "train"), ("validation", "val")):
+        city = root / "gtFine" / folder / split
+        city.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (city / f"{split}_{i}_gtFine_instanceIds.png").write_bytes(png16(instance_ids(rng, hw)))
+    return root / "gtFine"
 
 
 def nyuv2_layout(root: Path, hw=(16, 32), n_train=5, n_val=2) -> Path:

@@ -9,7 +9,8 @@ Cityscapes and NYUv2 archives those projects distribute::
 with ``field`` ``image`` (``(H, W, 3)`` float in [0, 1]; channel-first files are
 transposed), ``label`` / ``label_7`` / ``label_19`` (``(H, W)``, class ids,
 -1 unlabelled), ``depth`` (``(H, W)`` or ``(H, W, 1)``, 0 where missing) and
-``normal`` (``(H, W, 3)``, zeros where missing).
+``normal`` (``(H, W, 3)``, zeros where missing); Cityscapes may add ``instance``
+(see :mod:`jaxmtl.data.cityscapes`).
 
 A :class:`DenseSplit` is a random-access sequence of examples (files of this
 layout, or records of a tfds data source), read when a batch needs them.
@@ -151,6 +152,10 @@ def standardise(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out["segmentation"] = np.rint(np.asarray(out["segmentation"], np.float32)).reshape(image.shape[:2]).astype(np.int32)
     if "depth" in out:
         out["depth"] = np.asarray(out["depth"], np.float32).reshape(*image.shape[:2], 1)
+    if "instance" in out:
+        out["instance"] = np.asarray(out["instance"], np.float32).reshape(*image.shape[:2], 2)
+    if "instance_mask" in out:
+        out["instance_mask"] = np.asarray(out["instance_mask"], bool).reshape(image.shape[:2])
     if "normals" in out:
         normals = np.asarray(out["normals"], np.float32)
         out["normals"] = normals.transpose(1, 2, 0) if normals.shape[0] == 3 and normals.shape[-1] != 3 else normals
@@ -179,18 +184,27 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def resize_example(example: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """``example`` at spatial ``size``: bilinear image, nearest labels/depth/normals."""
-    if example["image"].shape[:2] == tuple(size):
+    """``example`` at spatial ``size``: bilinear image, nearest labels/depth/normals/instance ids
+    and masks; instance offsets (``instance``, ``(H, W, 2)`` ``(dy, dx)`` in pixels) nearest and
+    multiplied by the resize factors ``(size[0] / H, size[1] / W)``, so they stay in pixels of
+    the resized image."""
+    h, w = example["image"].shape[:2]
+    if (h, w) == tuple(size):
         return example
-    return {k: resize_bilinear(v, size) if k == "image" else resize_nearest(v, size) if v.ndim >= 2 else v
-            for k, v in example.items()}
+    out = {k: resize_bilinear(v, size) if k == "image" else resize_nearest(v, size) if v.ndim >= 2 else v
+           for k, v in example.items()}
+    if "instance" in out:
+        out["instance"] = out["instance"] * np.asarray([size[0] / h, size[1] / w], np.float32)
+    return out
 
 
 def random_scale_crop(example: dict[str, np.ndarray], rng: np.random.Generator,
                       scales: Sequence[float] = SCALES) -> dict[str, np.ndarray]:
     """MTAN/Auto-Lambda's augmentation: pick ``s`` in ``scales``, crop a random ``H/s x W/s``
     window, resize it back to ``H x W``; depth is divided by ``s`` (the scene looks ``s``
-    times closer), labels and normals are unchanged."""
+    times closer), instance offsets are multiplied by the resize factors (about ``s``; see
+    :func:`resize_example`: the crop itself moves no offset), labels, masks and normals are
+    unchanged."""
     s = float(rng.choice(np.asarray(scales)))
     h, w = example["image"].shape[:2]
     ch, cw = int(h / s), int(w / s)
