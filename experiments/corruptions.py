@@ -45,7 +45,7 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.common import (METHODS, RunSpec, epoch_score, markdown_table, mean_std, open_store,  # noqa: E402
+from experiments.common import (LIBMTL_SETTINGS, METHODS, RunSpec, epoch_score, markdown_table, mean_std, open_store,  # noqa: E402
                                 png_bytes, stl_baselines, steps_per_run, study_parser, train_run, device_mesh,
                                 with_overrides, write_summary)
 from experiments.selection import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                           why="its corruptions are image corruptions of the 36x36 grayscale Multi-Fashion "
                               "canvases (jaxmtl.data.corruptions) and its models are selected on accuracy")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+    parser.add_argument("--methods", nargs="+", choices=[*METHODS, *LIBMTL_SETTINGS], default=None,
                         help="the MTL models' methods (default: the preset's; paper: Paper A's six)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
     parser.add_argument("--optimizer", default="adam", help="without --from-study")

@@ -64,7 +64,7 @@ def reference(t):
     return jaxmtl.gramian(jac["trunk"]), out
 
 
-@pytest.mark.parametrize("route,t", [("activations", 3), ("parameters", 3), ("auto", 3), ("auto", 1)])
+@pytest.mark.parametrize("route,t", [("activations", 3), ("parameters", 3), ("auto", 1)])
 def test_gramian_and_update_equal_the_jacobian_path(route, t):
     params, x, y = problem(t)
     _, g = jax.jit(layerwise_value_and_gramian(LAYERS, head_loss, route=route))(params, x, y)
@@ -81,11 +81,11 @@ def test_gramian_and_update_equal_the_jacobian_path(route, t):
 
 def test_jit_equals_no_jit_and_heads_can_be_weighted():
     params, x, y = problem(4)
-    f = layerwise_weighted_value_and_grad(LAYERS, head_loss, by_norms, weight_heads=True)
-    eager, jitted = f(params, x, y), jax.jit(f)(params, x, y)
-    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted)):
+    gram = layerwise_value_and_gramian(LAYERS, head_loss, route="activations")
+    for a, b in zip(gram(params, x, y), jax.jit(gram)(params, x, y)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    _, w, grads = eager
+    f = layerwise_weighted_value_and_grad(LAYERS, head_loss, by_norms, weight_heads=True)
+    _, w, grads = jax.jit(f)(params, x, y)
     weighted = jax.grad(lambda h: w @ composed(h, x, y))(params)["heads"]
     for a, b in zip(jax.tree.leaves(grads["heads"]), jax.tree.leaves(weighted)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
