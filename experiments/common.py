@@ -449,6 +449,9 @@ def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
                                      "deeplab_resnet18, deeplab_resnet50); default: its first")
             parser.add_argument("--tiny-model", action="store_true",
                                 help="the few-channel version of the model (smoke runs, tests)")
+            parser.add_argument("--tasks", nargs="+", default=None,
+                                help="Cityscapes' tasks (default: segmentation depth; paper C adds instance, "
+                                     "see docs/datasets.md)")
         parser.add_argument("--devices", type=int, default=None,
                             help="train data-parallel on the first N local devices (default: all of "
                                  "them; the batch size must be a multiple of N)")
@@ -460,13 +463,19 @@ def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
 
 def study_data(args: argparse.Namespace, settings: dict, seed: int = 0) -> tuple[Any, dict]:
     """The data set of a study's ``--dataset``/``--data-dir`` loaded with ``settings`` (the
-    preset's ``data``), and the :class:`RunSpec` fields naming it (``dataset``, ``arch``,
-    ``tiny``). Raises ``ValueError`` for an ``--arch`` the data set lacks."""
+    preset's ``data``; Cityscapes' ``--tasks`` is added to it), and the :class:`RunSpec`
+    fields naming it (``dataset``, ``arch``, ``tiny``). Raises ``ValueError`` for an
+    ``--arch`` the data set lacks or ``--tasks`` on another data set."""
     name = getattr(args, "dataset", "multi_fashion")
     arch, tiny = getattr(args, "arch", None), getattr(args, "tiny_model", False)
     archs = DATASETS[name].archs
     if arch is not None and arch not in archs:
         raise ValueError(f"--arch {arch}: {name} has the models {', '.join(archs)}")
+    if getattr(args, "tasks", None):
+        if name != "cityscapes":
+            raise ValueError(f"--tasks: {name} has a fixed task set; only cityscapes takes one "
+                             "(segmentation, depth, instance)")
+        settings["tasks"] = list(args.tasks)   # in the preset's data settings, so in every run's key
     data = load_dataset(name, args.data_dir, seed=seed, **settings)
     return data, {"dataset": name, "arch": None if arch == archs[0] else arch, "tiny": tiny}
 

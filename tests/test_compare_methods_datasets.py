@@ -164,3 +164,16 @@ def test_batch_larger_than_the_training_split_is_refused(fake_fashion):
     data = load_dataset("multi_fashion", fake_fashion, n_train=4, n_val=4, n_test=4)
     with pytest.raises(ValueError, match="fewer than one batch of 8"):
         common.train_run(RunSpec("ew", "adam", 1e-3, 0, 1, 8), data)
+
+
+def test_cityscapes_tasks_reach_the_data_and_the_run_key(tmp_path, fake_fashion):
+    root = cityscapes_layout(tmp_path / "cs", hw=(128, 256), n_train=2, n_val=1, instance="ids")
+    parse = common.study_parser("doc", "compare_methods", {"quick": {}}).parse_args
+    args = parse(["--dataset", "cityscapes", "--data-dir", str(root), "--tasks", "segmentation", "depth", "instance"])
+    settings = {}
+    data, _ = common.study_data(args, settings)
+    assert tuple(data.tasks) == ("segmentation", "depth", "instance")
+    assert settings["tasks"] == ["segmentation", "depth", "instance"]   # so RunSpec(data=settings) keys differ
+    other = parse(["--dataset", "multi_fashion", "--data-dir", str(fake_fashion), "--tasks", "depth"])
+    with pytest.raises(ValueError, match="only cityscapes"):
+        common.study_data(other, {})
