@@ -263,3 +263,17 @@ def test_a4_paper_preset_runs_six_methods_and_three_seeds():
     assert {s.seed for s in specs.values()} == {0, 1, 2} and {s.weight_decay for s in specs.values()} == {1e-5}
     quick = corruptions.PRESETS["quick"]
     assert set(quick["methods"]) < set(corruptions.PAPER_METHODS) and quick["seeds"] == [0]
+
+
+def test_corruptions_takes_the_libmtl_settings_by_name(tmp_path, monkeypatch):
+    """``--methods`` accepts Paper A's LibMTL settings (its ``paper`` preset's names): parsing
+    passes and the run gets as far as loading the data."""
+    class Parsed(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Parsed
+
+    monkeypatch.setattr(corruptions, "make_multi_fashion", stop)
+    with pytest.raises(Parsed):
+        corruptions.main(["--preset", "tiny", "--methods", "uw_libmtl", "cagrad_libmtl", "--out", str(tmp_path)])
