@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import write_fake_fashion_mnist
@@ -11,6 +12,7 @@ from tests.conftest import write_fake_fashion_mnist
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow   # 41 s on 2 cores: the tiny preset end to end, as tests/test_compare_methods.py
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     data = write_fake_fashion_mnist(tmp_path / "fashion", n_train=700, n_test=300)
     monkeypatch.setenv("JAXMTL_NOTEBOOK_PRESET", "tiny")

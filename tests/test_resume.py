@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments.common import RunSpec, train_run
 from jaxmtl.data import make_multi_fashion
@@ -79,6 +80,7 @@ DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # 23 s on 2 cores; tests/test_sharding.py checks sharded steps against one device
 def test_eight_devices_train_to_the_one_device_record(fake_fashion):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", DEVICES.format(data_dir=str(fake_fashion), data=DATA)],
