@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmtl.data.dense import (DenseDataset, DenseSplit, find_root, held_out, numbered_files, read_numpy_split,
+from jaxmtl.data.dense import (DenseDataset, DenseSplit, Resized, find_root, held_out, numbered_files, read_numpy_split,
                                resize_example, standardise)
 
 ENV_VAR = "JAXMTL_CITYSCAPES_DIR"
@@ -168,14 +168,8 @@ def _with_offsets(example: dict) -> dict:
     return out
 
 
-class NumpyExamples(Sequence):
+class NumpyExamples(Resized):
     """The NumPy layout's examples standardised, resized to ``size``, instance offsets computed."""
-
-    def __init__(self, examples: Sequence, size: tuple[int, int]):
-        self.examples, self.size = examples, size
-
-    def __len__(self) -> int:
-        return len(self.examples)
 
     def __getitem__(self, i):
         ex = self.examples[i]
