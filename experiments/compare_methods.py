@@ -5,7 +5,7 @@
 
 Trains, for every seed and optimiser, the single-task (STL) baseline of every
 task and every MTL method (EW, mean, MGDA, PCGrad, UPGrad by default; ``--methods``
-takes any name in ``experiments.common.METHODS``, ``--optimizers`` any of adam,
+takes any name in ``experiments.runs.METHODS``, ``--optimizers`` any of adam,
 sgd_momentum, signsgd_momentum, adatask, mtl_io) with the same model
 (``--dataset``: any of ``experiments.datasets.DATASETS``, docs/datasets.md;
 MultiLeNet on Multi-Fashion), evaluates per task after every epoch, selects each
@@ -34,12 +34,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import (METHODS, RunSpec, as_metrics, directions, markdown_table,  # noqa: E402
-                                mean_std, open_store, png_bytes, primary_metric, run_grid, select_epoch,
-                                stl_baselines, study_data, study_parser, task_value, with_overrides, write_summary)
-from experiments.datasets import DATASETS  # noqa: E402
+from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
-from jaxmtl.training import delta_m  # noqa: E402
+from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.runs import METHODS, RunSpec, run_grid  # noqa: E402
+from experiments.selection import (directions, primary_metric, select_epoch, split_delta_m,  # noqa: E402
+                                   stl_baselines, task_value)
 
 DEFAULT_METHODS = ["ew", "mean", "mgda", "pcgrad", "upgrad"]
 DEFAULT_OPTIMIZERS = ["adam", "sgd_momentum"]
@@ -109,9 +110,8 @@ def summarize(records: list[dict]) -> tuple[str, list[dict]]:
         best = select_epoch(r, base_val[s["seed"]])
         for t in range(len(tasks)):
             g["acc"][t].append(scales[t] * task_value(r, best["test"], t))
-        test = as_metrics(best["test"], tasks)
-        g["dm_metric"].append(delta_m(test, base_test[s["seed"]], higher, "metric"))
-        g["dm_task"].append(delta_m(test, base_test[s["seed"]], higher, "task"))
+        g["dm_metric"].append(split_delta_m(r, best["test"], base_test[s["seed"]], "metric"))
+        g["dm_task"].append(split_delta_m(r, best["test"], base_test[s["seed"]], "task"))
     rows = []
     for g in groups.values():
         ew = groups.get(("ew", g["optimizer"]))
@@ -181,20 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args, ("methods", "optimizers", "seeds", "epochs", "batch_size"))
     bench = DATASETS[args.dataset]
-    if args.batch_size is None and args.dataset not in ("multi_fashion", "multi_mnist"):
+    if args.batch_size is None and not bench.preset_batch:
         cfg["batch_size"] = bench.batch_size
     out = Path(args.out or f"results/compare_methods/{args.preset}"
-               + ("" if args.dataset == "multi_fashion" else f"-{args.dataset}"))
+               + ("" if args.dataset == DEFAULT else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, cfg["data"])
-    num_tasks = len(bench.tasks(data))
+    num_tasks = len(bench.tasks(data, dataset.get("tasks")))
     specs = build_specs(cfg, data_seed=0, num_tasks=num_tasks, dataset=dataset)
     records = run_grid(specs, data, store, devices=args.devices)
     table, groups = summarize(records)
     arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
-    title = "Multi-Fashion" if args.dataset == "multi_fashion" else args.dataset
-    header = (f"# MTL methods on {title} (preset `{args.preset}`)\n\n"
+    header = (f"# MTL methods on {bench.title} (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, "
               f"learning rates {LEARNING_RATES}, {'MultiLeNet' if arch == 'multilenet' else arch}.\n\n")
     write_summary(out, header + table, plot(groups) if groups else None, t0)

@@ -2,7 +2,9 @@
 
 :func:`load_dataset` loads one with a study's data settings (``n_train`` etc. keep
 the first examples of a split);
-:func:`experiments.common.train_run` trains any of them (``RunSpec.dataset``).
+:func:`experiments.runs.train_run` trains any of them (``RunSpec.dataset``). No study
+names a data set: what differs between them (splits, tasks, directions of the metrics,
+default model and batch, record format, title) is a field of its :class:`Benchmark`.
 
 Each entry pairs a loader (:mod:`jaxmtl.data`), the papers' model for it
 (:mod:`jaxmtl.models`; ``tiny=True`` gives a few-channel version for tests and
@@ -10,7 +12,7 @@ smoke runs) and the data set's tasks (:class:`jaxmtl.data.Task`: loss, metrics,
 direction), so the generic steps :func:`jaxmtl.training.make_task_train_step`
 and :func:`~jaxmtl.training.make_task_eval_step` run any of them::
 
-    bench = DATASETS["nyuv2"]
+    bench = get("nyuv2")
     data = bench.load("~/data/nyuv2")
     model, tasks = bench.model(data), bench.tasks(data)
     step = make_task_train_step(model.apply, tx, tasks, shared=shared_mask, input_key=bench.input_key)
@@ -26,6 +28,7 @@ import argparse
 import dataclasses
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import jax
@@ -33,29 +36,60 @@ import numpy as np
 import optax
 
 import jaxmtl
+from jaxmtl import metrics as M
 from jaxmtl.data import (ATTRIBUTES, TARGETS, Task, attribute_tasks, batches, classification_tasks, dense_batches,
                          depth_task, instance_task, load_celeba, load_cityscapes, load_nyuv2, load_qm9,
                          make_multi_fashion, make_multi_mnist, normals_task, pair_batches, prefetch,
-                         regression_tasks, segmentation_task)
-from jaxmtl.models import MPNN, DeepLabV3Plus, MultiLeNet, ResNetHeads, SegNet, shared_mask
+                         reconstruction_task, regression_tasks, segmentation_task)
+from jaxmtl.data.multi_mnist import PAIRS, TASKS as MULTI_MNIST_TASK_SET
+from jaxmtl.models import MPNN, DeepLabV3Plus, MixedLeNet, MultiLeNet, ResNetHeads, SegNet, shared_mask
 from jaxmtl.training import make_task_train_step
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """``load(data_dir, **kw)`` -> data with ``train``/``val``/``test``; ``model(data, arch, tiny)``;
-    ``tasks(data)``; ``batches(split, batch_size, rng=None, drop_last=True)``; the batch key of
-    the model input; the model architectures (first = default); the paper's batch size."""
+    """Everything a study needs to know of a data set.
 
+    ``load(data_dir, **settings)`` -> data with ``train``/``val``/``test``;
+    ``model(data, arch, tiny, dropout, tasks)`` the paper's model (``tasks``: the task
+    names trained, ``None`` for the data set's own); ``tasks(data, names=None)`` the
+    :class:`jaxmtl.data.Task` objects; ``batches(split, batch_size, rng=None,
+    drop_last=True)``; ``input_key`` the batch key of the model input; ``archs`` the
+    models (first = default); ``batch_size`` the paper's; ``title`` for summaries.
+    """
+
+    title: str
     load: Callable[..., Any]
     model: Callable[..., Any]
-    tasks: Callable[[Any], tuple[Task, ...]]
+    tasks: Callable[..., tuple[Task, ...]]
     batches: Callable[..., Any]
     input_key: str
     archs: tuple[str, ...]
     batch_size: int
     eval_batch_size: int | None = None
     """Batch size of the evaluation passes (``None``: the run's training batch size)."""
+    draws_subsets: bool = False
+    """The loader takes ``n_train``/``n_val``/``n_test`` and ``seed`` itself (built canvases);
+    otherwise :func:`load_dataset` keeps the first ``n_*`` examples of each split."""
+    fixed_splits: bool = False
+    """The loader's splits are fixed: it takes no ``seed``."""
+    preset_batch: bool = False
+    """The studies' preset batch sizes apply (small canvases); otherwise the paper's ``batch_size``."""
+    task_names: tuple[str, ...] = ()
+    """Every task a run may train (``--tasks``, ``RunSpec.tasks``); empty: the data set's set only."""
+    tasks_in_loader: bool = False
+    """``--tasks`` is a loader setting (the loader reads each task's files): part of the data settings."""
+    problems: dict = dataclasses.field(default_factory=dict)
+    """Named task sets a study compares (paper C's Multi-MNIST pairs): ``{name: task names}``."""
+    legacy_record: bool = False
+    """Records keep the original Multi-Fashion format (``val``/``test`` as ``{"loss": [...],
+    "accuracy": [...]}``, no ``directions``/``metrics``): its stores predate the other data sets."""
+    unit: str = "examples"
+    """What one example is called in summaries (``'canvases'``)."""
+    fake_batch: Callable[[int, np.random.Generator], dict] | None = None
+    """A random batch of the paper's shapes (timing only)."""
+    meta: dict = dataclasses.field(default_factory=dict)
+    """What ``model`` and ``tasks`` read off loaded data, for models built without data (timing)."""
 
 
 def _dense_model(channels: tuple[int, ...], arch: str, tiny: bool):
@@ -69,14 +103,21 @@ def _dense_model(channels: tuple[int, ...], arch: str, tiny: bool):
     raise ValueError(f"unknown dense model {arch!r}: use segnet, deeplab_resnet18 or deeplab_resnet50")
 
 
-def _dense_tasks(data) -> tuple[Task, ...]:
-    makers = {"segmentation": segmentation_task, "depth": depth_task, "normals": normals_task,
-              "instance": instance_task}
-    return tuple(makers[t]() for t in data.tasks)
+DENSE_TASKS = {"segmentation": segmentation_task, "depth": depth_task, "normals": normals_task,
+               "instance": instance_task}
 
 
-def _dense_channels(data) -> tuple[int, ...]:
-    return tuple({"segmentation": data.num_classes, "depth": 1, "normals": 3, "instance": 2}[t] for t in data.tasks)
+def _dense_tasks(data, names=None) -> tuple[Task, ...]:
+    return tuple(DENSE_TASKS[t]() for t in (names or data.tasks))
+
+
+def _dense_channels(data, names=None) -> tuple[int, ...]:
+    return tuple({"segmentation": data.num_classes, "depth": 1, "normals": 3, "instance": 2}[t]
+                 for t in (names or data.tasks))
+
+
+def _dense(data, arch="segnet", tiny=False, dropout=0.0, tasks=None):
+    return _dense_model(_dense_channels(data, tasks), arch, tiny)
 
 
 def _augmented(split, batch_size, rng=None, drop_last=True):
@@ -86,46 +127,112 @@ def _augmented(split, batch_size, rng=None, drop_last=True):
 
 DENSE_ARCHS = ("segnet", "deeplab_resnet18", "deeplab_resnet50")
 MULTI_MNIST_TASKS = ("CL", "CR")
+"""Multi-MNIST's own task set (the classification pair); paper C trains the others by name."""
 
 
 def _multi_mnist(data_dir=None, **kw):
-    """Paper C's Multi-MNIST from the four MNIST IDX files in ``data_dir`` (``source='mnist'``
-    unless given), its two classification tasks."""
+    """Multi-MNIST from the four MNIST IDX files in ``data_dir`` (``source='mnist'`` unless given)."""
     return make_multi_mnist(data_dir, **{"source": "mnist", **kw})
 
 
+def _multi_mnist_tasks(data, names=None) -> tuple[Task, ...]:
+    """CL/CR: classify the left/right item (``labels`` columns), RL/RR: reconstruct it (``items``)."""
+    out = []
+    for name in names or MULTI_MNIST_TASKS:
+        side = 0 if name.endswith("L") else 1
+        out.append(Task(name, M.cross_entropy, (M.accuracy(),), "labels", side) if name.startswith("C")
+                   else reconstruction_task(name, side))
+    return tuple(out)
+
+
+def _multi_mnist_model(data, arch="multilenet", tiny=False, dropout=0.0, tasks=None):
+    return MixedLeNet(heads=tuple("classify" if t.startswith("C") else "reconstruct"
+                                  for t in (tasks or MULTI_MNIST_TASKS)), dropout=dropout)
+
+
 def _pair_batches(split, batch_size, rng=None, drop_last=True):
-    return pair_batches(split, MULTI_MNIST_TASKS, batch_size, rng, drop_last)
+    return pair_batches(split, MULTI_MNIST_TASK_SET, batch_size, rng, drop_last)
+
+
+def _canvas_batch(side: int):
+    def fake(batch_size, rng):
+        return {"image": rng.random((batch_size, side, side, 1), np.float32),
+                "labels": rng.integers(0, 10, (batch_size, 2)).astype(np.int32)}
+    return fake
+
+
+def _dense_batch(h: int, w: int, classes: int, normals: bool):
+    def fake(batch_size, rng):
+        out = {"image": rng.random((batch_size, h, w, 3), np.float32),
+               "segmentation": rng.integers(-1, classes, (batch_size, h, w)).astype(np.int32),
+               "depth": rng.random((batch_size, h, w, 1), np.float32)}
+        if normals:
+            out["normals"] = rng.normal(size=(batch_size, h, w, 3)).astype(np.float32)
+        return out
+    return fake
+
+
+def _celeba_batch(batch_size, rng):
+    return {"image": rng.random((batch_size, 64, 64, 3), np.float32),
+            "attributes": rng.integers(0, 2, (batch_size, 40)).astype(bool)}
+
+
+def _qm9_batch(batch_size, rng):
+    from jaxmtl.data.qm9 import molecule_graph
+
+    graphs = [molecule_graph(rng.choice([1, 6, 7, 8], 29), rng.normal(size=(29, 3)) * 2, int(rng.integers(5, 29)))
+              for _ in range(batch_size)]
+    return {"graph": jax.tree.map(lambda *x: np.stack(x), *graphs),
+            "targets": rng.normal(size=(batch_size, 11)).astype(np.float32)}
+
 
 DATASETS: dict[str, Benchmark] = {
     "multi_fashion": Benchmark(
+        title="Multi-Fashion",
         load=lambda data_dir=None, **kw: make_multi_fashion(data_dir, **kw),
-        model=lambda data, arch="multilenet", tiny=False: MultiLeNet(len(data.tasks), data.num_classes),
-        tasks=lambda data: classification_tasks(data.tasks), batches=batches, input_key="image",
-        archs=("multilenet",), batch_size=256, eval_batch_size=512),
+        model=lambda data, arch="multilenet", tiny=False, dropout=0.0, tasks=None: MultiLeNet(
+            len(data.tasks), data.num_classes, dropout),
+        tasks=lambda data, names=None: classification_tasks(data.tasks), batches=batches, input_key="image",
+        archs=("multilenet",), batch_size=256, eval_batch_size=512, draws_subsets=True, preset_batch=True,
+        legacy_record=True, unit="canvases", fake_batch=_canvas_batch(36),
+        meta=dict(tasks=("top_left", "bottom_right"), num_classes=10)),
     "multi_mnist": Benchmark(
-        load=_multi_mnist, model=lambda data, arch="multilenet", tiny=False: MultiLeNet(2, 10),
-        tasks=lambda data: classification_tasks(MULTI_MNIST_TASKS), batches=_pair_batches, input_key="image",
-        archs=("multilenet",), batch_size=256, eval_batch_size=512),
+        title="Multi-MNIST",
+        load=_multi_mnist, model=_multi_mnist_model, tasks=_multi_mnist_tasks, batches=_pair_batches,
+        input_key="image", archs=("multilenet",), batch_size=256, eval_batch_size=512, draws_subsets=True,
+        preset_batch=True, task_names=MULTI_MNIST_TASK_SET,
+        problems={**PAIRS, "CL+CR+RL": ("CL", "CR", "RL")}, unit="canvases", fake_batch=_canvas_batch(28),
+        meta=dict(tasks=MULTI_MNIST_TASKS, num_classes=10)),
     "cityscapes": Benchmark(
-        load=load_cityscapes, model=lambda data, arch="segnet", tiny=False: _dense_model(_dense_channels(data), arch, tiny),
-        tasks=_dense_tasks, batches=_augmented, input_key="image", archs=DENSE_ARCHS, batch_size=64),
+        title="Cityscapes",
+        load=load_cityscapes, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
+        archs=DENSE_ARCHS, batch_size=64, task_names=("segmentation", "depth", "instance"), tasks_in_loader=True,
+        fake_batch=_dense_batch(128, 256, 7, False),
+        meta=dict(tasks=("segmentation", "depth"), num_classes=7)),
     "nyuv2": Benchmark(
-        load=load_nyuv2, model=lambda data, arch="segnet", tiny=False: _dense_model(_dense_channels(data), arch, tiny),
-        tasks=_dense_tasks, batches=_augmented, input_key="image", archs=DENSE_ARCHS, batch_size=8),
+        title="NYUv2",
+        load=load_nyuv2, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
+        archs=DENSE_ARCHS, batch_size=8, fake_batch=_dense_batch(288, 384, 13, True),
+        meta=dict(tasks=("segmentation", "depth", "normals"), num_classes=13)),
     "celeba": Benchmark(
+        title="CelebA",
         load=lambda data_dir=None, **kw: load_celeba(data_dir, **kw),
-        model=lambda data, arch="resnet18", tiny=False: ResNetHeads(
+        model=lambda data, arch="resnet18", tiny=False, dropout=0.0, tasks=None: ResNetHeads(
             len(data.tasks), stages=(1, 1, 1, 1) if tiny else (2, 2, 2, 2), width=2 if tiny else 64),
-        tasks=lambda data: attribute_tasks(data.tasks), batches=dense_batches, input_key="image",
-        archs=("resnet18",), batch_size=256),
+        tasks=lambda data, names=None: attribute_tasks(data.tasks), batches=dense_batches, input_key="image",
+        archs=("resnet18",), batch_size=256, fixed_splits=True, fake_batch=_celeba_batch,
+        meta=dict(tasks=ATTRIBUTES, num_classes=2)),
     "qm9": Benchmark(
+        title="QM9",
         load=lambda data_dir=None, **kw: load_qm9(data_dir, **kw),
-        model=lambda data, arch="mpnn", tiny=False: MPNN(len(data.tasks), **(
+        model=lambda data, arch="mpnn", tiny=False, dropout=0.0, tasks=None: MPNN(len(data.tasks), **(
             {"features": 4, "edge_hidden": 4, "steps": 1, "readout_steps": 1} if tiny else {})),
-        tasks=lambda data: regression_tasks(data.tasks, data.std), batches=dense_batches, input_key="graph",
-        archs=("mpnn",), batch_size=120),
+        tasks=lambda data, names=None: regression_tasks(data.tasks, data.std), batches=dense_batches,
+        input_key="graph", archs=("mpnn",), batch_size=120, fixed_splits=True, fake_batch=_qm9_batch,
+        meta=dict(tasks=TARGETS, num_classes=0)),
 }
+DEFAULT = next(iter(DATASETS))
+"""The embedded default data set (the first entry): Multi-Fashion, built from the Fashion-MNIST files."""
 
 
 def get(name: str) -> Benchmark:
@@ -139,58 +246,21 @@ SUBSETS = ("n_train", "n_val", "n_test")
 
 
 def load_dataset(name: str, data_dir=None, **settings):
-    """Data set ``name`` loaded with a study's ``settings``: Multi-Fashion and Multi-MNIST
-    take them all (``n_*`` draw that many examples); the others pass every setting but
-    ``n_train``/``n_val``/``n_test`` to their loader and keep the first ``n_*`` examples
-    of each split (``seed`` only where the loader has one)."""
+    """Data set ``name`` loaded with a study's ``settings``. A loader that draws its own
+    subsets (:attr:`Benchmark.draws_subsets`) takes them all; the others get every setting
+    but ``n_train``/``n_val``/``n_test`` (and ``seed`` where their splits are fixed) and
+    keep the first ``n_*`` examples of each split."""
     bench = get(name)
-    if name in ("multi_fashion", "multi_mnist"):
+    if bench.draws_subsets:
         return bench.load(data_dir, **settings)
     sizes = {k[2:]: settings.pop(k) for k in SUBSETS if settings.get(k) is not None}
     for k in SUBSETS:
         settings.pop(k, None)
-    if name in ("celeba", "qm9"):
-        settings.pop("seed", None)   # their splits are fixed
+    if bench.fixed_splits:
+        settings.pop("seed", None)
     data = bench.load(data_dir, **settings)
     return dataclasses.replace(data, **{split: getattr(data, split).subset(range(min(n, len(getattr(data, split)))))
                                          for split, n in sizes.items()})
-
-
-def fake_batch(name: str, batch_size: int, rng: np.random.Generator) -> dict:
-    """A random batch with the paper's shapes for ``name`` (timing only)."""
-    if name in ("multi_fashion", "multi_mnist"):
-        side = 36 if name == "multi_fashion" else 28
-        return {"image": rng.random((batch_size, side, side, 1), np.float32),
-                "labels": rng.integers(0, 10, (batch_size, 2)).astype(np.int32)}
-    if name in ("cityscapes", "nyuv2"):
-        h, w, c = (128, 256, 7) if name == "cityscapes" else (288, 384, 13)
-        out = {"image": rng.random((batch_size, h, w, 3), np.float32),
-               "segmentation": rng.integers(-1, c, (batch_size, h, w)).astype(np.int32),
-               "depth": rng.random((batch_size, h, w, 1), np.float32)}
-        if name == "nyuv2":
-            out["normals"] = rng.normal(size=(batch_size, h, w, 3)).astype(np.float32)
-        return out
-    if name == "celeba":
-        return {"image": rng.random((batch_size, 64, 64, 3), np.float32),
-                "attributes": rng.integers(0, 2, (batch_size, 40)).astype(bool)}
-    from jaxmtl.data.qm9 import molecule_graph
-
-    graphs = [molecule_graph(rng.choice([1, 6, 7, 8], 29), rng.normal(size=(29, 3)) * 2, int(rng.integers(5, 29)))
-              for _ in range(batch_size)]
-    return {"graph": jax.tree.map(lambda *x: np.stack(x), *graphs),
-            "targets": rng.normal(size=(batch_size, 11)).astype(np.float32)}
-
-
-class _Meta:
-    """What a model factory and the task makers read off a loaded data set."""
-
-    def __init__(self, name: str):
-        self.tasks = {"multi_fashion": ("top_left", "bottom_right"), "multi_mnist": MULTI_MNIST_TASKS,
-                      "cityscapes": ("segmentation", "depth"),
-                      "nyuv2": ("segmentation", "depth", "normals"), "celeba": ATTRIBUTES, "qm9": TARGETS}[name]
-        self.num_classes = {"multi_fashion": 10, "multi_mnist": 10, "cityscapes": 7, "nyuv2": 13, "celeba": 2,
-                            "qm9": 0}[name]
-        self.std = np.ones(len(self.tasks))
 
 
 def time_step(name: str, arch: str | None = None, *, tiny: bool = False, batch_size: int | None = None,
@@ -198,18 +268,18 @@ def time_step(name: str, arch: str | None = None, *, tiny: bool = False, batch_s
     """Median seconds of one jitted UPGrad+Adam step and of producing a (fake) batch through
     :func:`jaxmtl.data.prefetch`, compilation excluded."""
     bench = get(name)
-    meta = _Meta(name)
+    meta = SimpleNamespace(**bench.meta, std=np.ones(len(bench.meta["tasks"])))
     model = bench.model(meta, arch or bench.archs[0], tiny)
     tasks = bench.tasks(meta)
     rng = np.random.default_rng(0)
     b = batch_size or bench.batch_size
-    batch = fake_batch(name, b, rng)
+    batch = bench.fake_batch(b, rng)
     variables = model.init(jax.random.PRNGKey(0), batch[bench.input_key])
     tx = optax.chain(jaxmtl.partition(jaxmtl.upgrad(), shared_mask), optax.adam(1e-3))
     step = make_task_train_step(model.apply, tx, tasks, shared=shared_mask, input_key=bench.input_key)
     opt_state = tx.init(variables["params"])
     times, fetch = [], []
-    source = prefetch(fake_batch(name, b, rng) for _ in range(steps + 1))
+    source = prefetch(bench.fake_batch(b, rng) for _ in range(steps + 1))
     for i in range(steps + 1):
         start = time.perf_counter()
         batch = next(source)

@@ -4,11 +4,11 @@
 (``adam``, ``sgd_momentum``, ``signsgd_momentum``, ``adatask``, ``mtl_io`` and
 its SGD and signSGD variants), the whole optax chain of a study's run, with
 optional weight decay and learning-rate schedule (:data:`LR_SCHEDULES`:
-``constant``, or ``step``, Paper A's Cityscapes schedule scaled to the run:
+``constant``; ``step``, Paper A's Cityscapes schedule scaled to the run:
 the learning rate halved after 1/3 and 2/3 of the epochs, as after epochs 100
-and 200 of 300). :func:`base_optimizer` is the optimiser alone, for parameters
-that the model's own optimiser trains besides the network (LibMTL's
-uncertainty weights). The pieces (:func:`jaxmtl.optim.signum`,
+and 200 of 300; ``exp_decay``, paper C's: times 0.95 after every epoch).
+:func:`base_optimizer` is the optimiser alone, for parameters that the model's
+own optimiser trains besides the network (LibMTL's uncertainty weights). The pieces (:func:`jaxmtl.optim.signum`,
 :func:`jaxmtl.optim.adatask`, :func:`jaxmtl.optim.mtl_io`) are in the library.
 """
 from __future__ import annotations
@@ -25,7 +25,9 @@ MTL_IO = {"mtl_io": "adam", "mtl_io_sgd_momentum": "sgd_momentum",
           "mtl_io_signsgd_momentum": "signsgd_momentum"}
 """MTL-IO optimiser names and the optimiser each task gets."""
 OPTIMIZERS = ("adam", "sgd_momentum", "signsgd_momentum", "adatask", *MTL_IO)
-LR_SCHEDULES = ("constant", "step")
+LR_SCHEDULES = ("constant", "step", "exp_decay")
+EXP_DECAY = 0.95
+"""Paper C's learning-rate decay per epoch (``exp_decay``)."""
 
 
 def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedule | None:
@@ -35,6 +37,8 @@ def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedul
     Cityscapes; scaled to ``epochs``, the factor drops to 1/2 after epoch
     ``round(epochs / 3)`` and to 1/4 after ``round(2 epochs / 3)`` (a boundary at
     epoch 0 or at the end is dropped: runs of 1 or 2 epochs halve at most once).
+    ``exp_decay``: paper C multiplies the learning rate by :data:`EXP_DECAY` after every
+    epoch (``0.95 ** epoch``, constant within an epoch).
     """
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {LR_SCHEDULES}")
@@ -42,6 +46,8 @@ def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedul
         raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {epochs} and {steps_per_epoch}")
     if schedule == "constant":
         return None
+    if schedule == "exp_decay":
+        return optax.exponential_decay(1.0, steps_per_epoch, EXP_DECAY, staircase=True)
     bounds = sorted({round(k * epochs / 3) for k in (1, 2)} - {0, epochs})
     return optax.piecewise_constant_schedule(1.0, {b * steps_per_epoch: 0.5 for b in bounds})
 

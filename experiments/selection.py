@@ -1,176 +1,107 @@
-"""Choosing a study's best configurations from its runs (Paper A's protocol, shared by A1, A3, A4).
+"""Choosing from a study's runs: the best epoch on validation, the single-task baselines, delta-m.
 
-Paper A (Elich et al.) tunes only the learning rate, per method and
-optimiser, on one grid; every run keeps its epoch with the best validation
-delta-m (early stopping), and the chosen learning rate is the one with the best
-validation delta-m averaged over seeds. The study A1 (:mod:`experiments.optimizer_study`)
-applies this to its grid; A3 (:mod:`experiments.conflicts`) trains the best EW
-configuration of an A1 output directory and A4 (:mod:`experiments.corruptions`)
-the best configuration of each of its methods and of each single-task model:
-they read it with :func:`best_config` and :func:`best_stl` (optimizer, learning
-rate, weight decay, schedule), so no study imports another. :data:`WEIGHT_DECAY`
-is the paper's weight decay, A1's and so A3's and A4's.
-
-Runs are grouped in *rows*: a method name for the runs of a method with a
-shared optimiser, ``'adatask'`` or ``'mtl_io'`` for the per-task optimisers (EW
-with per-task optimiser state) and ``'stl0'``, ``'stl1'``, ... for the
-single-task runs; each row is tuned per *family*, the base optimiser
-(``adam``, ``sgd_momentum``, ``signsgd_momentum``).
+One rule for every study. Each run keeps its epoch with the best validation score
+(early stopping): a single-task run its task's primary metric (the first of the task's
+metrics in the record; accuracy on Multi-Fashion), a multi-task run its validation
+delta-m against the single-task baselines, in either convention of
+:func:`jaxmtl.training.delta_m` (``convention='metric'``: paper A's, the mean over
+every metric of the signed relative drop, lower is better; ``'task'``: paper C's, each
+task's mean relative change averaged over tasks, higher is better). The baseline of a
+task is its single-task run (any optimiser and learning rate) with the best validation
+primary metric at its selected epoch, per seed (``per_seed=True``: a seed without its
+own single-task run uses the best over all seeds) or over all seeds.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from jaxmtl.training import delta_m
 
-import numpy as np
-
-from experiments.common import (as_metrics, directions, epoch_score, primary_metric, select_epoch, stl_baselines,
-                                task_value)
-from experiments.optimizers import MTL_IO
-from jaxmtl.training import ResultStore, delta_m
-
-WEIGHT_DECAY = 1e-5
-"""Paper A's fixed weight decay (coupled L2, LibMTL's), of every run the studies train."""
+CONVENTIONS = ("metric", "task")
+HIGHER = {"accuracy": True}
+"""Direction of the Multi-Fashion metric (records without ``directions``)."""
 
 
-def row_and_family(spec: dict) -> tuple[str, str]:
-    """The row (see the module docstring) and base optimiser of a run's spec."""
-    opt = spec["optimizer"]
-    if spec["stl_task"] is not None:
-        return f"stl{spec['stl_task']}", opt
-    if opt == "adatask":
-        return "adatask", "adam"
-    if opt in MTL_IO:
-        return "mtl_io", MTL_IO[opt]
-    return spec["method"], opt
+def directions(record: dict) -> dict[str, bool]:
+    """``{metric: higher is better}`` of a record's metrics."""
+    return record.get("directions", HIGHER)
 
 
-def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """Per multi-task (row, family): the learning rate with the best mean validation
-    delta-m over seeds, and at it the per-seed test delta-m and accuracies.
-
-    Each value has ``lr``, ``val_dm`` (mean over seeds), ``runs`` (per seed: ``seed``,
-    ``label``, ``val_dm``, ``test_dm``, ``test_acc``: each task's primary test metric,
-    accuracies in % (:func:`primary_values`), ``epoch``, ``diverged``),
-    ``lrs`` (every learning rate tried, sorted) and ``diverged_lrs`` (how many of
-    them had a diverging run). A learning rate at which some seed diverged before
-    its first evaluation is not a candidate. Raises ``ValueError`` without
-    single-task runs (the delta-m reference).
-    """
-    if not records:
-        raise ValueError("no runs to select from")
-    base_val, base_test = stl_baselines(records)
-    tasks = records[0]["tasks"]
-    by_lr: dict[tuple, list] = {}
-    for r in records:
-        s = r["spec"]
-        if s["stl_task"] is not None:
-            continue
-        row, family = row_and_family(s)
-        entry = by_lr.setdefault((row, family, s["lr"]), [])
-        best = select_epoch(r, base_val[s["seed"]])
-        if best is None:  # diverged before its first evaluation
-            entry.append(None)
-            continue
-        entry.append({"seed": s["seed"], "label": r["label"],
-                      "val_dm": delta_m(as_metrics(best["val"], tasks), base_val[s["seed"]], directions(r)),
-                      "test_dm": delta_m(as_metrics(best["test"], tasks), base_test[s["seed"]], directions(r)),
-                      "test_acc": primary_values(r, best["test"]), "epoch": best["epoch"],
-                      "diverged": r["diverged"]})
-    chosen: dict[tuple[str, str], dict] = {}
-    for (row, family, lr), runs in by_lr.items():
-        finite = [x for x in runs if x is not None]
-        if len(finite) < len(runs) or not finite:
-            continue
-        score = float(np.mean([x["val_dm"] for x in finite]))
-        if (row, family) not in chosen or score < chosen[(row, family)]["val_dm"]:
-            chosen[(row, family)] = {"lr": lr, "val_dm": score, "runs": finite}
-    for (row, family), c in chosen.items():
-        tried = [(lr, runs) for (r2, f2, lr), runs in by_lr.items() if (r2, f2) == (row, family)]
-        c["lrs"] = sorted(lr for lr, _ in tried)
-        c["diverged_lrs"] = sum(1 for _, runs in tried if any(x is None or x["diverged"] for x in runs))
-    return chosen
+def primary_metric(record: dict, task: str) -> str:
+    """The metric that ranks single-task runs of ``task``: its first (accuracy on Multi-Fashion)."""
+    return record["metrics"][task][0] if "metrics" in record else "accuracy"
 
 
-def primary_values(record: dict, split: dict) -> list[float]:
-    """Each task's primary metric (:func:`experiments.common.primary_metric`) in an
-    evaluation, accuracies in % (Multi-Fashion: the test accuracies in %)."""
-    return [(100 if primary_metric(record, name) == "accuracy" else 1) * task_value(record, split, t)
-            for t, name in enumerate(record["tasks"])]
+def as_metrics(split: dict, tasks: list[str]) -> dict:
+    """The metrics of an evaluation (a record's ``val``/``test``) as ``{task: {metric: value}}``,
+    losses left out: Multi-Fashion's ``{"accuracy": [...]}`` or the ``{task: {...}}`` of the
+    other data sets."""
+    if "accuracy" in split and isinstance(split["accuracy"], list):
+        return {t: {"accuracy": a} for t, a in zip(tasks, split["accuracy"])}
+    return {t: {k: v for k, v in split[t].items() if k != "loss"} for t in tasks}
 
 
-def higher_values(record: dict) -> list[bool]:
-    """Whether higher is better for each task's :func:`primary_values` entry."""
-    return [directions(record)[primary_metric(record, name)] for name in record["tasks"]]
+def task_value(record: dict, split: dict, task: int, metric: str | None = None) -> float:
+    """Metric ``metric`` (default: the task's primary one) of task number ``task`` in an evaluation."""
+    name = record["tasks"][task]
+    return as_metrics(split, record["tasks"])[name][metric or primary_metric(record, name)]
 
 
-def select_stl(records: list[dict]) -> dict[tuple[str, str], dict]:
-    """Per single-task (row, family): the learning rate with the best validation
-    score of its task (its primary metric, higher is better: Multi-Fashion's accuracy;
-    mean over seeds, at each run's best epoch), as ``lr``, ``val_acc`` (that score)
-    and ``lrs`` (every learning rate tried, sorted)."""
-    by_lr: dict[tuple, list] = {}
-    for r in records:
-        s = r["spec"]
-        if s["stl_task"] is None:
-            continue
-        best = select_epoch(r, None)
-        by_lr.setdefault((*row_and_family(s), s["lr"]), []).append(
-            None if best is None else -epoch_score(best, s["stl_task"], r["tasks"], None, r))
-    chosen: dict[tuple[str, str], dict] = {}
-    for (row, family, lr), accs in by_lr.items():
-        if None in accs:
-            continue
-        score = float(np.mean(accs))
-        if (row, family) not in chosen or score > chosen[(row, family)]["val_acc"]:
-            chosen[(row, family)] = {"lr": lr, "val_acc": score}
-    for (row, family), c in chosen.items():
-        c["lrs"] = sorted(lr for (r2, f2, lr) in by_lr if (r2, f2) == (row, family))
-    return chosen
+def split_delta_m(record: dict, split: dict, baselines: dict, convention: str = "metric") -> float:
+    """delta-m (%) of an evaluation of ``record`` against ``baselines`` (``{task: {metric: value}}``),
+    in ``convention`` (its natural sign: ``'metric'`` lower is better, ``'task'`` higher)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown delta-m convention {convention!r}; use one of {CONVENTIONS}")
+    return delta_m(as_metrics(split, record["tasks"]), baselines, directions(record), convention=convention)
 
 
-def grid_edge(choice: dict) -> int:
-    """``+1`` when ``choice['lr']`` is the largest learning rate tried, ``-1`` the
-    smallest, else ``0`` (a single learning rate counts as the top edge)."""
-    lrs = choice["lrs"]
-    if choice["lr"] == lrs[-1]:
-        return 1
-    return -1 if choice["lr"] == lrs[0] else 0
+def epoch_score(record: dict, epoch: dict, baselines_val: dict | None, convention: str = "metric") -> float:
+    """Validation score of one evaluation, lower is better: a single-task run's primary
+    validation metric of its task (negated when higher is better), a multi-task run's
+    validation delta-m against ``baselines_val`` (negated in the ``'task'`` convention)."""
+    stl_task = record["spec"]["stl_task"]
+    if stl_task is not None:
+        metric = primary_metric(record, record["tasks"][stl_task])
+        value = task_value(record, epoch["val"], stl_task, metric)
+        return -value if directions(record)[metric] else value
+    dm = split_delta_m(record, epoch["val"], baselines_val, convention)
+    return dm if convention == "metric" else -dm
 
 
-def _records(study_dir: Path) -> list[dict]:
-    records = list(ResultStore(Path(study_dir) / "results.jsonl"))
-    if not records:
-        raise ValueError(f"no A1 results in {study_dir}")
-    return records
+def select_epoch(record: dict, baselines_val: dict | None, convention: str = "metric") -> dict | None:
+    """The epoch chosen on validation (:func:`epoch_score`); ``None`` when the run has no finite epoch."""
+    if not record["epochs"]:
+        return None
+    return min(record["epochs"], key=lambda e: epoch_score(record, e, baselines_val, convention))
 
 
-def _config(records: list[dict], row: str, family: str, lr: float) -> dict:
-    """The training settings of a chosen configuration, read from one of its runs."""
-    spec = next(r["spec"] for r in records
-                if row_and_family(r["spec"]) == (row, family) and r["spec"]["lr"] == lr)
-    return {"optimizer": spec["optimizer"], "lr": lr, "weight_decay": spec.get("weight_decay", 0.0),
-            "lr_schedule": spec.get("lr_schedule", "constant")}
+def _best_stl(runs: list[dict], task: str) -> dict:
+    best_run, best = min(((r, select_epoch(r, None)) for r in runs), key=lambda re: epoch_score(re[0], re[1], None))
+    return {"val": as_metrics(best["val"], best_run["tasks"])[task],
+            "test": as_metrics(best["test"], best_run["tasks"])[task]}
 
 
-def best_config(study_dir: Path, row: str) -> dict:
-    """The best configuration of ``row`` (a method name of A1, or ``'adatask'``,
-    ``'mtl_io'``) in an A1 output directory: over optimiser families and learning
-    rates, the lowest validation delta-m (mean over seeds). Returns the settings a
-    run needs: ``optimizer``, ``lr``, ``weight_decay`` and ``lr_schedule``."""
-    records = _records(study_dir)
-    chosen = {k: c for k, c in select_runs(records).items() if k[0] == row}
-    if not chosen:
-        raise ValueError(f"no finite {row!r} run in {study_dir}")
-    (_, family), c = min(chosen.items(), key=lambda kv: kv[1]["val_dm"])
-    return _config(records, row, family, c["lr"])
+def stl_baselines(records: list[dict], per_seed: bool = True) -> tuple[dict, dict]:
+    """Single-task references: ``(val, test)``, each ``{seed: {task: {metric: value}}}`` with
+    ``per_seed`` (the module docstring's rule), else ``{task: {metric: value}}`` (the best
+    single-task run of each task over all seeds). Tasks are every task of ``records``,
+    by name (runs of different task sets share a task's baseline). Raises ``ValueError``
+    when a task has no finite single-task run."""
+    stl = [r for r in records if r["spec"]["stl_task"] is not None and r["epochs"]]
+    tasks = list(dict.fromkeys(t for r in records for t in r["tasks"]))
 
+    def runs_of(task, seed=None):
+        own = [r for r in stl if r["tasks"][r["spec"]["stl_task"]] == task]
+        mine = [r for r in own if r["spec"]["seed"] == seed]
+        if not (mine or own):
+            raise ValueError(f"no finite single-task run for task {task!r}")
+        return mine or own
 
-def best_stl(study_dir: Path, task: int) -> dict:
-    """The single-task configuration of ``task`` with the best validation accuracy
-    (mean over seeds) in an A1 output directory, as :func:`best_config`."""
-    records = _records(study_dir)
-    chosen = {k: c for k, c in select_stl(records).items() if k[0] == f"stl{task}"}
-    if not chosen:
-        raise ValueError(f"no finite single-task run of task {task} in {study_dir}")
-    (row, family), c = max(chosen.items(), key=lambda kv: kv[1]["val_acc"])
-    return _config(records, row, family, c["lr"])
+    if not per_seed:
+        best = {task: _best_stl(runs_of(task), task) for task in tasks}
+        return {t: b["val"] for t, b in best.items()}, {t: b["test"] for t, b in best.items()}
+    base_val, base_test = {}, {}
+    for seed in sorted({r["spec"]["seed"] for r in records}):
+        best = {task: _best_stl(runs_of(task, seed), task) for task in tasks}
+        base_val[seed] = {t: b["val"] for t, b in best.items()}
+        base_test[seed] = {t: b["test"] for t, b in best.items()}
+    return base_val, base_test
+

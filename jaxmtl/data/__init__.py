@@ -13,12 +13,12 @@ from jaxmtl.data.nyuv2 import load_nyuv2
 from jaxmtl.data.prefetch import prefetch
 from jaxmtl.data.qm9 import QM9, TARGETS, load_qm9, molecule_graph
 from jaxmtl.data.tasks import (Task, attribute_tasks, classification_tasks, depth_task, instance_task,
-                               normals_task, regression_tasks, segmentation_task)
+                               normals_task, reconstruction_task, regression_tasks, segmentation_task)
 
 __all__ = ["ATTRIBUTES", "CORRUPTIONS", "DenseDataset", "DenseSplit", "MultiFashion", "MultiMNIST",
            "PairSplit", "QM9", "SEVERITIES", "Split", "TARGETS", "Task", "attribute_tasks", "batches",
            "classification_tasks", "corrupt", "corrupt_random", "dense_batches", "depth_task",
            "find_fashion_mnist", "instance_task", "load_celeba", "load_cityscapes", "load_fashion_mnist", "load_nyuv2",
            "load_qm9", "make_multi_fashion", "make_multi_mnist", "molecule_graph", "normals_task", "overlay",
-           "pair_batches", "prefetch", "random_scale_crop", "read_idx", "regression_tasks",
+           "pair_batches", "prefetch", "random_scale_crop", "read_idx", "reconstruction_task", "regression_tasks",
            "segmentation_task", "write_idx"]

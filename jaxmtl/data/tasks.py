@@ -75,6 +75,12 @@ def classification_tasks(names: Sequence[str], target: str = "labels", mask: str
     return tuple(Task(n, M.cross_entropy, (M.accuracy(),), target, i, mask) for i, n in enumerate(names))
 
 
+def reconstruction_task(name: str, column: int, target: str = "items") -> Task:
+    """Reconstruct image ``column`` of ``batch[target]`` (``(B, K, H, W)``): per-pixel squared error
+    as the loss and the metric (Multi-MNIST's RL/RR, paper C)."""
+    return Task(name, M.squared_error, (M.reconstruction_error(),), target, column)
+
+
 def attribute_tasks(names: Sequence[str], target: str = "attributes",
                     mask: str | None = "attributes_mask") -> tuple[Task, ...]:
     """One binary task per column of ``batch[target]`` (CelebA's 40 attributes); a

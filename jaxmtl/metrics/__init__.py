@@ -4,11 +4,11 @@ from jaxmtl.metrics.classification import accuracy, binary_accuracy, binary_cros
 from jaxmtl.metrics.depth import abs_error, l1_depth_loss, rel_error
 from jaxmtl.metrics.instance import l1_offset_loss, offset_error
 from jaxmtl.metrics.normals import THRESHOLDS, mean_angle, median_angle, normal_loss, within
-from jaxmtl.metrics.regression import mae, squared_error
+from jaxmtl.metrics.regression import mae, reconstruction_error, squared_error
 from jaxmtl.metrics.segmentation import (IGNORE_INDEX, confusion_matrix, mean_iou, pixel_accuracy,
                                          pixel_cross_entropy)
 
 __all__ = ["IGNORE_INDEX", "Metric", "THRESHOLDS", "abs_error", "accuracy", "binary_accuracy",
            "binary_cross_entropy", "confusion_matrix", "cross_entropy", "l1_depth_loss", "l1_offset_loss", "mae",
            "masked_mean", "mean_angle", "mean_iou", "median_angle", "normal_loss", "offset_error", "pixel_accuracy",
-           "pixel_cross_entropy", "rel_error", "squared_error", "valid_mask", "within"]
+           "pixel_cross_entropy", "reconstruction_error", "rel_error", "squared_error", "valid_mask", "within"]

@@ -35,3 +35,16 @@ def mae(std: float = 1.0) -> Metric:
         return {"sum": jnp.sum(jnp.where(valid, jnp.abs(pred - target), 0.0)) * std, "count": jnp.sum(valid)}
 
     return Metric("mae", False, stats, lambda s: ratio(s["sum"], s["count"]))
+
+
+def reconstruction_error() -> Metric:
+    """Per-pixel mean squared error of a reconstructed image, averaged over labelled examples
+    (lower is better; paper C's Multi-MNIST reconstruction metric)."""
+
+    def stats(pred, target, mask):
+        pred, target = _align(pred, target)
+        per_example = jnp.mean((pred - target) ** 2, axis=tuple(range(1, target.ndim)))
+        valid = valid_mask(mask, per_example.shape)
+        return {"sum": jnp.sum(jnp.where(valid, per_example, 0.0)), "count": jnp.sum(valid)}
+
+    return Metric("recon_error", False, stats, lambda s: ratio(s["sum"], s["count"]))

@@ -112,8 +112,13 @@ def split_variables(variables: dict) -> tuple[Any, dict]:
 
 def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation,
                          tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
-                         chunk_size: int | str | None = "auto"):
+                         chunk_size: int | str | None = "auto",
+                         probe: Callable[[Any, Any], Any] | None = None):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
+
+    ``probe(task_grads, params) -> pytree``, when given, is evaluated on the step's
+    task gradients and the parameters the step starts from, and its value is returned
+    as a fourth output (a statistic of the gradients at no extra backward pass).
 
     ``apply_fn(variables, batch[input_key], train=True, rngs={"dropout": rng})``
     returns one prediction per task (see :func:`jaxmtl.data.tasks.select`);
@@ -140,7 +145,8 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
         params, state = split_variables(variables)
         (losses, state), task_grads = grads_fn(params, state, batch, rng)
         updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses)
-        return {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
+        out = {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
+        return out if probe is None else (*out, probe(task_grads, params))
 
     return step
 

@@ -1,11 +1,11 @@
-"""Paper B study (experiments.trajectories and experiments.paper_b_analysis)."""
+"""Paper B study (experiments.paper_b.trajectories and experiments.paper_b.analysis)."""
 import json
 
 import numpy as np
 import pytest
 
-from experiments import paper_b_analysis as pb
-from experiments import trajectories
+from experiments.paper_b import analysis as pb
+from experiments.paper_b import trajectories
 from tests.conftest import write_fake_fashion_mnist
 
 

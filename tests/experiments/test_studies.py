@@ -12,7 +12,8 @@ import pytest
 import jax.numpy as jnp
 import optax
 
-from experiments import common, conflicts, corruptions, loss_scale, optimizer_study, selection
+from experiments import runs, selection
+from experiments.paper_a import conflicts, corruptions, loss_scale, optimizer_study, tuning
 from experiments.optimizers import lr_factor, make_optimizer
 from jaxmtl.method import find_method_state, recorded_weights
 from tests.conftest import write_fake_fashion_mnist
@@ -45,14 +46,14 @@ def test_optimizer_study(a1, fashion, monkeypatch):
     records = [json.loads(line) for line in (a1 / "results.jsonl").read_text().splitlines()]
     assert len(records) == 8  # 2 optimizers x (2 STL + EW + MTL-IO)
     assert {r["spec"]["optimizer"] for r in records} == {"adam", "sgd_momentum", "mtl_io", "mtl_io_sgd_momentum"}
-    assert all(r["spec"]["weight_decay"] == selection.WEIGHT_DECAY == 1e-5 for r in records)
+    assert all(r["spec"]["weight_decay"] == tuning.WEIGHT_DECAY == 1e-5 for r in records)
     summary = (a1 / "summary.md").read_text()
     for text in ("| EW | ", "| MTL-IO | ", "on the joint front (all optimizers)", "PO w.r.t. SGD+mom. (paper's count)",
                  "| Adam | 2 |", "Grid extended past an edge choice: not by this run",
                  "Choices still at an edge of the learning rates tried: EW / Adam at 0.01 (top)"):
         assert text in summary, text
     assert (a1 / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    monkeypatch.setattr(common, "train_run", _fail)
+    monkeypatch.setattr(runs, "train_run", _fail)
     args = ["--preset", "tiny", "--data-dir", str(fashion), "--out", str(a1)]
     monkeypatch.setitem(optimizer_study.PRESETS, "tiny", dict(
         data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=32, seeds=[0],
@@ -74,9 +75,9 @@ def test_select_runs_skips_diverged_learning_rates():
                run(0.1, 0, 0.8), run(0.1, 1, 0.8),      # both seeds fine
                run(0.5, 0, 0.95), run(0.5, 1, 0.0, 1),  # better, but one seed diverged at once
                run(0.01, 0, 0.7, 2), run(0.01, 1, 0.7)]  # diverged later: still a candidate
-    chosen = selection.select_runs(records)[("ew", "adam")]
+    chosen = tuning.select_runs(records)[("ew", "adam")]
     assert chosen["lr"] == 0.1 and len(chosen["runs"]) == 2 and chosen["diverged_lrs"] == 2
-    assert chosen["lrs"] == [0.01, 0.1, 0.5] and selection.grid_edge(chosen) == 0
+    assert chosen["lrs"] == [0.01, 0.1, 0.5] and tuning.grid_edge(chosen) == 0
     assert chosen["val_dm"] == pytest.approx(100 * (0.9 - 0.8) / 0.9)
 
 
@@ -84,10 +85,10 @@ def test_train_run_records_divergence(fashion):
     from jaxmtl.data import make_multi_fashion
 
     data = make_multi_fashion(fashion, n_train=64, n_val=32, n_test=32)
-    spec = common.RunSpec(method="ew", optimizer="sgd_momentum", lr=1e30, seed=0, epochs=3, batch_size=32)
-    record = common.train_run(spec, data)
+    spec = runs.RunSpec(method="ew", optimizer="sgd_momentum", lr=1e30, seed=0, epochs=3, batch_size=32)
+    record = runs.train_run(spec, data)
     assert record["diverged"] == 1 and record["epochs"] == []
-    assert common.select_epoch(record, None) is None
+    assert selection.select_epoch(record, None) is None
 
 
 def test_loss_scale_invariance(tmp_path, monkeypatch):
@@ -117,7 +118,7 @@ def test_conflicts_from_study(a1, fashion, tmp_path, monkeypatch):
     args = ["--preset", "tiny", "--data-dir", str(fashion), "--out", str(out), "--from-study", str(a1)]
     assert conflicts.main(args) == 0
     record = json.loads((out / "results.jsonl").read_text())
-    best = selection.best_config(a1, "ew")
+    best = tuning.best_config(a1, "ew")
     assert {k: record["spec"][k] for k in best} == best and best["weight_decay"] == 1e-5
     epochs = record["conflicts"]["epochs"]
     # 4 steps per epoch, statistics every 2: two draws of 8 samples per epoch
@@ -210,7 +211,7 @@ def test_rlw_weights_depend_on_the_run_seed():
     jac = {"w": jnp.ones((2, 3))}
 
     def weights(seed):
-        tx = common.build_method("rlw", 2, seed=seed)
+        tx = runs.build_method("rlw", 2, seed=seed)
         _, state = tx.update(jac, tx.init({"w": jnp.zeros(3)}), losses=jnp.ones(2))
         return np.asarray(recorded_weights(state))
 
@@ -220,8 +221,8 @@ def test_rlw_weights_depend_on_the_run_seed():
 
 def test_libmtl_settings():
     with pytest.raises(ValueError, match="model's optimizer"):
-        common.build_method("uw_libmtl", 2)
-    tx = common.build_method("uw_libmtl", 2, optimizer=optax.sgd(0.1))  # LibMTL: s0 = -0.5, the model's SGD
+        runs.build_method("uw_libmtl", 2)
+    tx = runs.build_method("uw_libmtl", 2, optimizer=optax.sgd(0.1))  # LibMTL: s0 = -0.5, the model's SGD
     state = tx.init({"w": jnp.zeros(3)})
     losses = jnp.asarray([2.0, 0.5])
     _, state = tx.update({"w": jnp.ones((2, 3))}, state, losses=losses)
@@ -229,12 +230,12 @@ def test_libmtl_settings():
     np.testing.assert_allclose(recorded_weights(state), 0.5 * np.exp(-s0) * np.ones(2), rtol=1e-6)
     step = 0.1 * (0.5 - np.asarray(losses) * 0.5 * np.exp(-s0))  # one SGD step on dL/ds
     np.testing.assert_allclose(find_method_state(state).log_var, s0 - step, rtol=1e-6)
-    assert common.weights_heads("uw_libmtl") and not common.weights_heads("cagrad_libmtl")
+    assert runs.weights_heads("uw_libmtl") and not runs.weights_heads("cagrad_libmtl")
     g = jnp.asarray([[1.0, 0.0], [0.0, 2.0]])
-    mean, summed = (common.build_method(n, 2).update(g, common.build_method(n, 2).init(None))[0]
+    mean, summed = (runs.build_method(n, 2).update(g, runs.build_method(n, 2).init(None))[0]
                     for n in ("aligned_mtl", "aligned_mtl_libmtl"))
     np.testing.assert_allclose(summed, 2 * mean, rtol=1e-5)  # LibMTL sums the aligned rows
-    assert common.LIBMTL_SETTINGS["cagrad_libmtl"][1](2) == {"c": 0.5}
+    assert runs.LIBMTL_SETTINGS["cagrad_libmtl"][1](2) == {"c": 0.5}
 
 
 def test_lr_schedule_step_halving():
@@ -245,7 +246,7 @@ def test_lr_schedule_step_halving():
     assert [float(f(s)) for s in (9, 10, 29, 30)] == [1, 0.5, 0.5, 0.25]
     with pytest.raises(ValueError, match="schedule"):
         lr_factor("cosine", 4, 10)
-    tx = make_optimizer("sgd_momentum", 0.1, common.build_method("ew", 1), num_tasks=1, factor=lr_factor("step", 3, 1))
+    tx = make_optimizer("sgd_momentum", 0.1, runs.build_method("ew", 1), num_tasks=1, factor=lr_factor("step", 3, 1))
     params = {"w": jnp.zeros(1)}
     state = tx.init(params)
     steps = []
@@ -256,7 +257,7 @@ def test_lr_schedule_step_halving():
 
 
 def test_a4_paper_preset_runs_six_methods_and_three_seeds():
-    args = type("Args", (), dict(from_study=None, optimizer="adam", lr=1e-3, weight_decay=selection.WEIGHT_DECAY))()
+    args = type("Args", (), dict(from_study=None, optimizer="adam", lr=1e-3, weight_decay=tuning.WEIGHT_DECAY))()
     specs = corruptions.clean_specs(corruptions.PRESETS["paper"], args, 2)
     assert len(specs) == 3 * (2 + 6)
     assert {s.method for s in specs.values()} == {"stl", "ew", "uw_libmtl", "rlw", "imtl", "pcgrad", "cagrad_libmtl"}

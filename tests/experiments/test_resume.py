@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.common import RunSpec, train_run
+from experiments.runs import Hook, RunSpec, train_run
 from jaxmtl.data import make_multi_fashion
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = dict(n_train=64, n_val=32, n_test=32)
 SPEC = RunSpec(method="famo", optimizer="adam", lr=1e-3, seed=3, epochs=3, batch_size=16,
                data=dict(DATA, seed=0))
@@ -26,15 +26,16 @@ SPEC = RunSpec(method="famo", optimizer="adam", lr=1e-3, seed=3, epochs=3, batch
 # trains SPEC in a child process; prints each finished epoch, then hangs to be killed
 CHILD = textwrap.dedent("""
     import sys, time
-    from experiments.common import RunSpec, train_run
+    from experiments.runs import Hook, RunSpec, train_run
     from jaxmtl.data import make_multi_fashion
     spec = RunSpec(**{spec})
     data = make_multi_fashion({data_dir!r}, seed=0, **{data})
-    def on_epoch(record, params):
-        print("epoch", record["epoch"], flush=True)
-        if record["epoch"] == 2:
-            time.sleep(600)
-    train_run(spec, data, checkpoint_dir={ckpt!r}, on_epoch=on_epoch)
+    class Stall(Hook):
+        def on_epoch(self, record, params):
+            print("epoch", record["epoch"], flush=True)
+            if record["epoch"] == 2:
+                time.sleep(600)
+    train_run(spec, data, checkpoint_dir={ckpt!r}, hooks=[Stall()])
 """)
 
 
@@ -60,9 +61,15 @@ def test_a_killed_run_resumes_to_the_uninterrupted_record(fake_fashion, tmp_path
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=60)
     data = make_multi_fashion(str(fake_fashion), seed=0, **DATA)
-    seen = []
-    resumed = train_run(SPEC, data, checkpoint_dir=ckpt, on_epoch=lambda r, p: seen.append(r["epoch"]))
-    assert seen == [3]  # epochs 1 and 2 came from the checkpoint
+    class Seen(Hook):
+        epochs = []
+
+        def on_epoch(self, record, params):
+            self.epochs.append(record["epoch"])
+
+    seen = Seen()
+    resumed = train_run(SPEC, data, checkpoint_dir=ckpt, hooks=[seen])
+    assert seen.epochs == [3]  # epochs 1 and 2 came from the checkpoint
     fresh = train_run(SPEC, data)
     assert comparable(resumed) == comparable(fresh)
     assert [e["weights"] for e in resumed["epochs"]] == [e["weights"] for e in fresh["epochs"]]
@@ -70,7 +77,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_record(fake_fashion, tmp_path
 
 DEVICES = textwrap.dedent("""
     import json, jax
-    from experiments.common import RunSpec, device_mesh, train_run
+    from experiments.runs import RunSpec, device_mesh, train_run
     from jaxmtl.data import make_multi_fashion
     assert jax.device_count() == 8
     data = make_multi_fashion({data_dir!r}, seed=0, **{data})

@@ -1,4 +1,4 @@
-"""Study C (experiments.uniform_vs_specialized): its pieces, and the tiny preset end to end."""
+"""Study C (experiments.paper_c.uniform_vs_specialized): its pieces, and the tiny preset end to end."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import uniform_vs_specialized as study
-from experiments.paper_c_train import interference, per_task_change, task_losses
+from experiments.datasets import get
+from experiments.paper_c import uniform_vs_specialized as study
+from experiments.paper_c.report import per_task_change
+from experiments.paper_c.uniform_vs_specialized import interference
+from jaxmtl.training import task_losses
 from tests.conftest import write_fake_fashion_mnist
 
 
@@ -38,10 +41,13 @@ def test_interference_statistic():
 def test_task_losses_and_per_task_change():
     batch = {"labels": jnp.array([[0, 1]]), "items": jnp.zeros((1, 2, 2, 2))}
     logits = jnp.array([[10.0, -10.0]])
-    losses = task_losses((logits, jnp.full((1, 2, 2), 0.5)), batch, ("CL", "RR"))
+    tasks = get("multi_mnist").tasks(None, ("CL", "RR"))   # the registry's Multi-MNIST tasks, by name
+    losses = task_losses((logits, jnp.full((1, 2, 2), 0.5)), batch, tasks)
     np.testing.assert_allclose(losses, [0.0, 0.25], atol=1e-6)
     base = {"CL": {"accuracy": 0.5}, "RR": {"recon_error": 0.1}}
-    np.testing.assert_allclose(per_task_change([0.6, 0.05], ["CL", "RR"], base), [20.0, 50.0])
+    record = {"tasks": ["CL", "RR"], "directions": {"accuracy": True, "recon_error": False}}
+    split = {"CL": {"loss": 1.0, "accuracy": 0.6}, "RR": {"loss": 1.0, "recon_error": 0.05}}
+    np.testing.assert_allclose(per_task_change(record, split, base), [20.0, 50.0])
 
 
 def test_tiny_preset_end_to_end_and_resumes(tmp_path, capsys):
@@ -59,6 +65,7 @@ def test_tiny_preset_end_to_end_and_resumes(tmp_path, capsys):
     # 2 single-task baselines + 2 methods, their repeat, 3 fixed-weight rules x 2 seeds
     assert len(lines) == 2 + 2 + 2 + 6
     assert all(r["trace"] and r["diverged"] is None for r in lines)
+    assert [r["trace"][1][0] for r in lines] == [2] * len(lines)   # every 2 steps (preset tiny)
     capsys.readouterr()
     assert study.main(args) == 0
     assert "grid: 4 runs, 4 already done" in capsys.readouterr().out

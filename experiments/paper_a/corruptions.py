@@ -1,6 +1,6 @@
 """Study A4 (Paper A, Elich et al.): does multi-task training transfer better under corruptions?
 
-    python -m experiments.corruptions --preset quick [--from-study results/optimizer_study/quick]
+    python -m experiments.paper_a.corruptions --preset quick [--from-study results/optimizer_study/quick]
 
 1. Trains the clean models, per seed: one single-task (STL) model per task and
    one multi-task (MTL) model per method, each keeping its best epoch on
@@ -10,7 +10,7 @@
    0, 1, 2 in ``paper``; EW, UW and PCGrad on seed 0 in ``quick``. With
    ``--from-study``, each model takes the configuration (optimizer, learning
    rate, weight decay, schedule) that study A1 chose for it
-   (:mod:`experiments.selection`; IMTL, the hybrid, takes A1's IMTL-G one);
+   (:mod:`experiments.paper_a.tuning`; IMTL, the hybrid, takes A1's IMTL-G one);
    without, ``--optimizer``/``--lr`` and A1's weight decay 1e-5.
 2. Freezes each model's backbone (the shared encoder) and fine-tunes its
    head(s) on corrupted training data: every epoch each image gets a
@@ -45,13 +45,16 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.common import (LIBMTL_SETTINGS, METHODS, RunSpec, epoch_score, markdown_table, mean_std, open_store,  # noqa: E402
-                                png_bytes, stl_baselines, steps_per_run, study_parser, train_run, device_mesh,
-                                with_overrides, write_summary)
-from experiments.selection import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
+from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.datasets import DEFAULT  # noqa: E402
+from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.runs import (LIBMTL_SETTINGS, METHODS, Hook, RunSpec, device_mesh, steps_per_run,  # noqa: E402
+                              train_run)
+from experiments.selection import epoch_score, stl_baselines  # noqa: E402
+from experiments.paper_a.tuning import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
 from jaxmtl.analysis import corruption_delta  # noqa: E402
-from jaxmtl.data import CORRUPTIONS, SEVERITIES, Split, batches, corrupt, corrupt_random, make_multi_fashion  # noqa: E402
+from jaxmtl.data import CORRUPTIONS, SEVERITIES, Split, batches, corrupt, corrupt_random  # noqa: E402
 from jaxmtl.models import MultiLeNet, shared_mask  # noqa: E402
 from jaxmtl.training import atomic_write, evaluate, make_eval_step, make_train_step  # noqa: E402
 
@@ -91,20 +94,29 @@ def model_path(out: Path, spec: RunSpec) -> Path:
     return out / "models" / f"{spec.key.replace('/', '_')}.msgpack"
 
 
+class KeepBest(Hook):
+    """Keeps the parameters of the epoch chosen on validation (:func:`experiments.selection.epoch_score`)."""
+
+    def __init__(self, spec: RunSpec, tasks: list[str], base_val: dict | None):
+        self.owner = {"spec": {"stl_task": spec.stl_task}, "tasks": tasks}
+        self.base_val, self.best = base_val, None
+
+    def on_epoch(self, record, params):
+        score = epoch_score(self.owner, record, self.base_val)
+        if self.best is None or score < self.best[0]:
+            self.best = (score, record["epoch"], params)
+
+    def record(self) -> dict:
+        return {} if self.best is None else {"selected_epoch": self.best[1]}
+
+
 def train_clean(spec: RunSpec, data, base_val, model_path: Path, bar, mesh=None) -> dict:
     """Trains ``spec`` and saves the parameters of its epoch chosen on validation."""
-    keep = {}
-
-    def on_epoch(record, params):
-        score = epoch_score(record, spec.stl_task, list(data.tasks), base_val)
-        if not keep or score < keep["score"]:
-            keep.update(score=score, epoch=record["epoch"], params=params)
-
-    record = train_run(spec, data, progress=bar, on_epoch=on_epoch, mesh=mesh)
-    if not keep:
+    keep = KeepBest(spec, list(data.tasks), base_val)
+    record = train_run(spec, data, progress=bar, hooks=[keep], mesh=mesh)
+    if keep.best is None:
         raise FloatingPointError(f"{spec.label} diverged in its first epoch: choose another learning rate")
-    atomic_write(model_path, serialization.to_bytes(keep["params"]))
-    record["selected_epoch"] = keep["epoch"]
+    atomic_write(model_path, serialization.to_bytes(keep.best[2]))
     return record
 
 
@@ -224,7 +236,7 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "corruptions", PRESETS, datasets=("multi_fashion",),
+    parser = study_parser(__doc__, "corruptions", PRESETS, datasets=(DEFAULT,),
                           why="its corruptions are image corruptions of the 36x36 grayscale Multi-Fashion "
                               "canvases (jaxmtl.data.corruptions) and its models are selected on accuracy")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
@@ -239,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"results/corruptions/{args.preset}")
     store = open_store(out)
     t0 = time.time()
-    data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
+    data, _ = study_data(args, dict(cfg["data"]))
     tasks = list(data.tasks)
     specs = clean_specs(cfg, args, len(tasks))
     ft_key = lambda spec: f"{spec.key}-ft{cfg['ft_epochs']}"

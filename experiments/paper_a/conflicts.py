@@ -1,10 +1,10 @@
 """Study A3 (Paper A, Elich et al.): gradient conflicts are not special to multi-task learning.
 
-    python -m experiments.conflicts --preset quick [--from-study results/optimizer_study/quick]
+    python -m experiments.paper_a.conflicts --preset quick [--from-study results/optimizer_study/quick]
 
 Along one EW training (the best EW configuration of study A1 when
 ``--from-study`` points at its output: its optimizer, learning rate, weight decay
-and schedule, :func:`experiments.selection.best_config`; else EW with Adam at lr
+and schedule, :func:`experiments.paper_a.tuning.best_config`; else EW with Adam at lr
 1e-3 and A1's weight decay 1e-5), every ``every`` iterations, draws
 at most 8 samples (and at most 8 tasks) of the current batch at random, takes
 their per-sample, per-task gradients of the shared parameters (one vmapped
@@ -34,13 +34,13 @@ matplotlib.use("Agg")
 import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from experiments.common import (RunSpec, markdown_table, open_store, png_bytes, steps_per_run,  # noqa: E402
-                                study_parser, train_run, write_summary, device_mesh)
-from experiments.selection import WEIGHT_DECAY, best_config  # noqa: E402
+from experiments.cli import study_data, study_parser  # noqa: E402
+from experiments.datasets import DEFAULT  # noqa: E402
+from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
+from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.runs import Hook, RunSpec, run_grid  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
-from jaxmtl.data import make_multi_fashion  # noqa: E402
 from jaxmtl.models import MultiLeNet, shared_mask  # noqa: E402
 from jaxmtl.training import classification_losses  # noqa: E402
 
@@ -56,9 +56,9 @@ GROUP_LABELS = {"inter_task": "inter-task", "inter_sample": "inter-sample",
                 "inter_sample_batch": "inter-sample (task-averaged)"}
 
 
-class ConflictProbe:
-    """``on_step``/``on_epoch`` hooks of :func:`experiments.common.train_run` that
-    collect the statistics every ``every`` steps and summarise them per epoch."""
+class ConflictProbe(Hook):
+    """A :class:`~experiments.runs.Hook` of :func:`~experiments.runs.train_run` that
+    collects the statistics every ``every`` steps and summarises them per epoch."""
 
     def __init__(self, num_tasks: int, num_classes: int, every: int, seed: int):
         model = MultiLeNet(num_tasks=num_tasks, num_classes=num_classes)
@@ -97,6 +97,9 @@ class ConflictProbe:
 
     def overall(self) -> dict:
         return {g: {s: spread(v) for s, v in stats.items() if v} for g, stats in self.everything.items()}
+
+    def record(self) -> dict:
+        return {"conflicts": {"epochs": self.epochs, "overall": self.overall()}}
 
 
 def summarize(record: dict) -> str:
@@ -192,7 +195,7 @@ def plot(record: dict) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "conflicts", PRESETS, datasets=("multi_fashion",),
+    parser = study_parser(__doc__, "conflicts", PRESETS, datasets=(DEFAULT,),
                           why="its per-sample gradient probe is built on MultiLeNet and the classification "
                               "losses of Multi-Fashion")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: train its best EW run")
@@ -207,21 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"results/conflicts/{args.preset}")
     store = open_store(out)
     t0 = time.time()
-    data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
+    data, _ = study_data(args, dict(cfg["data"]))
     spec = RunSpec(method="ew", seed=args.seed, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                    data=dict(cfg["data"], seed=0), **run)
     key = f"{spec.key}-every{cfg['every']}-samples{MAX_SAMPLES}"
-    if key in store:
-        print(f"{spec.label}: already done in {store.path}")
-    else:
-        print(f"{spec.label}: statistics every {cfg['every']} steps on at most {MAX_SAMPLES} samples")
-        probe = ConflictProbe(len(data.tasks), data.num_classes, cfg["every"], args.seed)
-        with tqdm(total=steps_per_run(spec, data), unit="step", dynamic_ncols=True) as bar:
-            record = train_run(spec, data, progress=bar, on_step=probe.on_step, on_epoch=probe.on_epoch,
-                                   mesh=device_mesh(args.devices))
-        record.update(key=key, conflicts={"epochs": probe.epochs, "overall": probe.overall()})
-        store.add(record)
-    record = store.get(key)
+    print(f"{spec.label}: statistics every {cfg['every']} steps on at most {MAX_SAMPLES} samples")
+    record, = run_grid([spec], data, store, devices=args.devices, key=lambda s: key,
+                       hooks=lambda s: [ConflictProbe(len(data.tasks), data.num_classes, cfg["every"], args.seed)])
     text = (f"# Study A3: gradient conflict and magnitude along EW training (preset `{args.preset}`)\n\n"
             f"{spec.label}, weight decay {spec.weight_decay:g}, {spec.lr_schedule} learning rate"
             f"{' (A1 best EW configuration)' if args.from_study else ''}, {cfg['epochs']} epochs, "

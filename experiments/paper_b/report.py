@@ -1,8 +1,8 @@
-"""Paper B study's report: summary.md tables and summary.png (see :mod:`experiments.trajectories`).
+"""Paper B study's report: summary.md tables and summary.png (see :mod:`experiments.paper_b.trajectories`).
 
-Reads the run records of :mod:`experiments.trajectories` (each with its
+Reads the run records of :mod:`experiments.paper_b.trajectories` (each with its
 ``trajectory``) and compares every multi-task run with the single-task runs of
-the same seed through :mod:`experiments.paper_b_analysis`.
+the same seed through :mod:`experiments.paper_b.analysis`.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import paper_b_analysis as pb  # noqa: E402
-from experiments.common import markdown_table, png_bytes  # noqa: E402
+from experiments.paper_b import analysis as pb  # noqa: E402
+from experiments.report import markdown_table, png_bytes  # noqa: E402
 
 METHOD_LABELS = {"ew": "EW", "mgda": "MGDA", "pcgrad": "PCGrad", "upgrad": "UPGrad", "nash_mtl": "Nash-MTL"}
 

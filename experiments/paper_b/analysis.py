@@ -2,7 +2,7 @@
 
 Mueller, Dredze, Andrews (TMLR 2024), "Can Optimization Trajectories Explain
 Multi-Task Transfer?"; the protocol is ours (``../shared/STUDIES.md``). A
-*trajectory* is a dict of one run as :mod:`experiments.trajectories` logs it:
+*trajectory* is a dict of one run as :mod:`experiments.paper_b.trajectories` logs it:
 ``steps`` (ascending ints), per-task ``train_loss``, ``val_loss`` and
 ``val_acc`` (lists over steps of lists over tasks), the analysis
 ``checkpoints`` (their own ``steps`` and per-task quantities) and the per-step

@@ -10,10 +10,11 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
-from experiments import (common, compare_methods, conflicts, corruptions, loss_scale, optimizer_study,
-                         uniform_vs_specialized)
-from experiments.common import RunSpec
+from experiments import cli, compare_methods, runs, selection
 from experiments.datasets import DATASETS, load_dataset
+from experiments.paper_a import conflicts, corruptions, loss_scale, optimizer_study
+from experiments.paper_c import uniform_vs_specialized
+from experiments.runs import RunSpec
 from jaxmtl.data import ATTRIBUTES, TARGETS, attribute_tasks, regression_tasks
 from jaxmtl.data.multi_mnist import VAL_SIZE
 from jaxmtl.training import delta_m
@@ -45,11 +46,11 @@ def two_tasks(name: str, monkeypatch) -> None:
     compiling its step), the loader, batches and model family unchanged."""
     bench = DATASETS[name]
     if name == "celeba":
-        tasks, model = (lambda data: attribute_tasks(ATTRIBUTES[:2])), \
-            (lambda data, arch="resnet18", tiny=False: ResNetHeads(2, stages=(1, 1, 1, 1), width=2))
+        tasks, model = (lambda data, names=None: attribute_tasks(ATTRIBUTES[:2])), \
+            (lambda data, arch, tiny, dropout, tasks: ResNetHeads(2, stages=(1, 1, 1, 1), width=2))
     else:
-        tasks, model = (lambda data: regression_tasks(TARGETS[:2], data.std[:2])), \
-            (lambda data, arch="mpnn", tiny=False: MPNN(2, features=4, edge_hidden=4, steps=1, readout_steps=1))
+        tasks, model = (lambda data, names=None: regression_tasks(TARGETS[:2], data.std[:2])), \
+            (lambda data, arch, tiny, dropout, tasks: MPNN(2, features=4, edge_hidden=4, steps=1, readout_steps=1))
     monkeypatch.setitem(DATASETS, name, dataclasses.replace(bench, tasks=tasks, model=model))
 
 
@@ -75,7 +76,7 @@ def run_compare(name, tmp_path, monkeypatch, methods=("ew",), study=compare_meth
 
 
 FAST = ["multi_mnist"]   # ~17 s on 2 CPU cores: the generic record format
-SLOW_FASHION = ["multi_fashion"]   # its end-to-end run is tests/test_compare_methods.py's
+SLOW_FASHION = ["multi_fashion"]   # its end-to-end run is tests/experiments/test_compare_methods.py's
 SLOW = ["cityscapes", "qm9", "nyuv2", "celeba"]   # 23-130 s each on 2 cores: every run compiles its step
 
 
@@ -98,9 +99,9 @@ def test_compare_methods_on_fake_files(name, tmp_path, monkeypatch):
         assert set(epoch["val"][t]) == {"loss", *records[0]["metrics"][t]}
         assert all(m in higher for m in records[0]["metrics"][t])
     # both delta-m conventions from the record alone
-    base_val, base_test = common.stl_baselines(records)
-    best = common.select_epoch(records[-1], base_val[0])
-    test = common.as_metrics(best["test"], tasks)
+    base_val, base_test = selection.stl_baselines(records)
+    best = selection.select_epoch(records[-1], base_val[0])
+    test = selection.as_metrics(best["test"], tasks)
     assert set(test) == set(tasks)
     for convention in ("metric", "task"):
         assert isinstance(delta_m(test, base_test[0], higher, convention), float)
@@ -114,7 +115,7 @@ MULTI_FASHION_SPEC = {"method", "optimizer", "lr", "seed", "epochs", "batch_size
 def test_multi_fashion_record_format_unchanged(fake_fashion):
     data = load_dataset("multi_fashion", fake_fashion, n_train=8, n_val=4, n_test=4)
     spec = RunSpec("ew", "adam", 1e-3, 0, 1, 4)
-    record = common.train_run(spec, data)
+    record = runs.train_run(spec, data)
     assert set(record) == MULTI_FASHION_RECORD
     assert set(record["spec"]) == MULTI_FASHION_SPEC
     assert set(record["epochs"][0]) == {"epoch", "train_loss", "val", "test", "weights"}
@@ -127,7 +128,7 @@ def test_multi_fashion_record_format_unchanged(fake_fashion):
     assert RunSpec("ew", "adam", 1e-3, 0, 1, 4, dataset="qm9").key != spec.key
 
 
-@pytest.mark.slow   # 17-21 s each on 2 cores (3 runs); Multi-Fashion A1 is in tests/test_studies.py
+@pytest.mark.slow   # 17-21 s each on 2 cores (3 runs); Multi-Fashion A1 is in tests/experiments/test_studies.py
 @pytest.mark.parametrize("name", ["multi_mnist", "qm9"])
 def test_optimizer_study_on_another_dataset(name, tmp_path, monkeypatch):
     records, summary = run_compare(name, tmp_path, monkeypatch, study=optimizer_study,
@@ -143,16 +144,17 @@ def test_studies_refuse_other_datasets_saying_why(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "nyuv2"])
     err = capsys.readouterr().err
-    assert "--dataset nyuv2" in err and ("multi_fashion only" in err or "takes no --dataset" in err)
+    allowed = "multi_mnist" if study is uniform_vs_specialized else "multi_fashion"
+    assert "--dataset nyuv2" in err and (f"{allowed} only" in err or "takes no --dataset" in err)
     if study is corruptions:
         assert "36x36 grayscale" in err
 
 
 def test_unknown_arch_is_refused(fake_fashion):
-    args = common.study_parser("doc", "compare_methods", {"quick": {}}).parse_args(
+    args = cli.study_parser("doc", "compare_methods", {"quick": {}}).parse_args(
         ["--dataset", "multi_fashion", "--arch", "segnet", "--data-dir", str(fake_fashion)])
     with pytest.raises(ValueError, match="multilenet"):
-        common.study_data(args, SMALL)
+        cli.study_data(args, SMALL)
 
 
 def test_multi_mnist_without_files_says_what_is_missing(tmp_path):
@@ -163,17 +165,17 @@ def test_multi_mnist_without_files_says_what_is_missing(tmp_path):
 def test_batch_larger_than_the_training_split_is_refused(fake_fashion):
     data = load_dataset("multi_fashion", fake_fashion, n_train=4, n_val=4, n_test=4)
     with pytest.raises(ValueError, match="fewer than one batch of 8"):
-        common.train_run(RunSpec("ew", "adam", 1e-3, 0, 1, 8), data)
+        runs.train_run(RunSpec("ew", "adam", 1e-3, 0, 1, 8), data)
 
 
 def test_cityscapes_tasks_reach_the_data_and_the_run_key(tmp_path, fake_fashion):
     root = cityscapes_layout(tmp_path / "cs", hw=(128, 256), n_train=2, n_val=1, instance="ids")
-    parse = common.study_parser("doc", "compare_methods", {"quick": {}}).parse_args
+    parse = cli.study_parser("doc", "compare_methods", {"quick": {}}).parse_args
     args = parse(["--dataset", "cityscapes", "--data-dir", str(root), "--tasks", "segmentation", "depth", "instance"])
     settings = {}
-    data, _ = common.study_data(args, settings)
+    data, _ = cli.study_data(args, settings)
     assert tuple(data.tasks) == ("segmentation", "depth", "instance")
     assert settings["tasks"] == ["segmentation", "depth", "instance"]   # so RunSpec(data=settings) keys differ
     other = parse(["--dataset", "multi_fashion", "--data-dir", str(fake_fashion), "--tasks", "depth"])
-    with pytest.raises(ValueError, match="only cityscapes"):
-        common.study_data(other, {})
+    with pytest.raises(ValueError, match="multi_fashion has a fixed task set"):
+        cli.study_data(other, {})

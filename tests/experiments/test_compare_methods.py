@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments import common, compare_methods
+from experiments import compare_methods, runs
 
 
 @pytest.fixture
@@ -32,14 +32,14 @@ def test_runs_writes_and_resumes(tiny, fake_fashion, tmp_path, monkeypatch, caps
     # a kill mid-write of an older writer leaves a torn line; a rerun trains nothing again
     with open(out / "results.jsonl", "a") as f:
         f.write('{"key": "torn')
-    calls, train_run = [], common.train_run
-    monkeypatch.setattr(common, "train_run", lambda *a, **k: calls.append(a))
+    calls, train_run = [], runs.train_run
+    monkeypatch.setattr(runs, "train_run", lambda *a, **k: calls.append(a))
     assert compare_methods.main(args) == 0
     assert calls == []
     assert (out / "results.jsonl").read_text().splitlines()[:4] == lines
 
     # a new method only trains that method
-    monkeypatch.setattr(common, "train_run", train_run)
+    monkeypatch.setattr(runs, "train_run", train_run)
     assert compare_methods.main(args + ["--methods", "ew", "mgda", "pcgrad"]) == 0
     keys = [json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(keys) == 5 and keys[:4] == [r["key"] for r in records]

@@ -1,4 +1,4 @@
-"""Tables and plots of the paper C study (:mod:`experiments.uniform_vs_specialized`).
+"""Tables and plots of the paper C study (:mod:`experiments.paper_c.uniform_vs_specialized`).
 
 delta-m is reported in paper C's convention (per-task relative change averaged
 over tasks, **higher is better**, "Δm C") with paper A's beside it (mean over
@@ -16,16 +16,43 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import markdown_table, mean_std, png_bytes  # noqa: E402
-from experiments.paper_c_train import (FIXED, HIGHER, STL, UNIFORM, as_metrics, metric_name, per_task_change,  # noqa: E402
-                                       select_epoch, stl_baselines)
+from experiments.report import markdown_table, mean_std, png_bytes  # noqa: E402
+from experiments.selection import (as_metrics, directions, primary_metric, select_epoch, split_delta_m,  # noqa: E402
+                                   stl_baselines)
 from jaxmtl import registry  # noqa: E402
 from jaxmtl.training import delta_m  # noqa: E402
 
-
+UNIFORM = "mean"
+"""Unit. Scal., the mean of the task losses (the registry's ``'mean'``)."""
 
 def label(method: str) -> str:
     return registry.get(method).label
+
+
+def problem_of(spec: dict) -> str:
+    return "+".join(spec["tasks"])
+
+
+def is_fixed(spec: dict) -> bool:
+    """A run with fixed weights from an SMTO's run."""
+    return "weights" in spec.get("method_kwargs", {})
+
+
+def best_epoch(record: dict, base_val: dict) -> dict | None:
+    """The epoch with the best validation delta-m in paper C's convention (``None`` without one)."""
+    return select_epoch(record, base_val, convention="task")
+
+
+def val_score(record: dict, base_val: dict) -> float:
+    """Validation delta-m (paper C, higher is better) at the run's best epoch; -inf without one."""
+    best = best_epoch(record, base_val)
+    return -np.inf if best is None else split_delta_m(record, best["val"], base_val, "task")
+
+
+def per_task_change(record: dict, split: dict, baselines: dict) -> list[float]:
+    """Relative improvement (%) of each task over its baseline, positive is better (paper C)."""
+    metrics = as_metrics(split, record["tasks"])
+    return [delta_m({t: metrics[t]}, baselines, directions(record), convention="task") for t in record["tasks"]]
 
 
 def group_key(spec: dict) -> str:
@@ -37,20 +64,18 @@ def test_scores(runs: list[dict], base_val: dict, base_test: dict) -> list[dict]
     """Per finite run: test per-task change, Δm C and Δm A at the best-validation epoch."""
     out = []
     for r in runs:
-        best = select_epoch(r, base_val)
+        best = best_epoch(r, base_val)
         if best is None:
             continue
-        tasks = r["spec"]["tasks"]
-        m = as_metrics(best["test"], tasks)
-        out.append({"seed": r["spec"]["seed"], "per_task": per_task_change(best["test"], tasks, base_test),
-                    "dm_c": delta_m(m, base_test, HIGHER, convention="task"),
-                    "dm_a": delta_m(m, base_test, HIGHER, convention="metric"), "epoch": best["epoch"]})
+        out.append({"seed": r["spec"]["seed"], "per_task": per_task_change(r, best["test"], base_test),
+                    "dm_c": split_delta_m(r, best["test"], base_test, "task"),
+                    "dm_a": split_delta_m(r, best["test"], base_test, "metric"), "epoch": best["epoch"]})
     return out
 
 
 def config_text(spec: dict) -> str:
-    extra = "".join(f", {k}={v:g}" for k, v in sorted(spec["kwargs"].items()))
-    return f"lr {spec['lr']:g}, dropout {spec['dropout']:g}{extra}"
+    extra = "".join(f", {k}={v:g}" for k, v in sorted(spec.get("method_kwargs", {}).items()))
+    return f"lr {spec['lr']:g}, dropout {spec.get('dropout', 0.0):g}{extra}"
 
 
 def mean_trace(record: dict) -> float:
@@ -59,7 +84,8 @@ def mean_trace(record: dict) -> float:
 
 def report(records: list[dict], best: dict, cfg: dict) -> tuple[str, dict[str, bytes]]:
     """``(markdown, {figure name: PNG})`` of a finished study (see the module docstring)."""
-    base_val, base_test = stl_baselines(records)
+    base_val, base_test = stl_baselines(records, per_seed=False)
+    metric = {t: primary_metric(r, t) for r in records for t in r["tasks"]}
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(group_key(r["spec"]), []).append(r)
@@ -74,8 +100,8 @@ def report(records: list[dict], best: dict, cfg: dict) -> tuple[str, dict[str, b
 
     lines = ["## Single-task baselines\n",
              markdown_table(["task", "metric", "val", "test"],
-                            [[t, metric_name(t), f"{base_val[t][metric_name(t)]:.4f}",
-                              f"{base_test[t][metric_name(t)]:.4f}"] for t in sorted(base_val)]),
+                            [[t, metric[t], f"{base_val[t][metric[t]]:.4f}",
+                              f"{base_test[t][metric[t]]:.4f}"] for t in sorted(base_val)]),
              "\nAccuracy higher is better, reconstruction error (per-pixel MSE) lower is better; the best "
              "single-task run of the grid by validation.\n"]
     for p in problems:
@@ -119,7 +145,7 @@ def fixed_runs(records: list[dict], problem: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in records:
         s = r["spec"]
-        if s["method"] == FIXED and "+".join(s["tasks"]) == problem and not s["origin"].startswith(f"{STL}/"):
+        if is_fixed(s) and problem_of(s) == problem:
             out.setdefault(s["origin"], []).append(r)
     return out
 
@@ -131,7 +157,7 @@ def fixed_scores(records, groups, base_val, base_test, problems) -> dict[tuple[s
         for origin, runs in sorted(fixed_runs(records, p).items()):
             found = test_scores(groups[group_key(runs[0]["spec"])], base_val, base_test)
             if found:
-                out[(p, origin)] = (runs[0]["spec"]["weights"], found)
+                out[(p, origin)] = (runs[0]["spec"]["method_kwargs"]["weights"], found)
     return out
 
 

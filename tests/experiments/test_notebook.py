@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 
 from tests.conftest import write_fake_fashion_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow   # 41 s on 2 cores: the tiny preset end to end, as tests/test_compare_methods.py

@@ -1,6 +1,6 @@
 """Study A1 (Paper A, Elich et al.): the optimizer matters as much as the MTL method.
 
-    python -m experiments.optimizer_study --preset quick [--out results/optimizer_study/quick]
+    python -m experiments.paper_a.optimizer_study --preset quick [--out results/optimizer_study/quick]
 
 Methods EW, UW, RLW, PCGrad, CAGrad, IMTL-G, Aligned-MTL, each with Adam,
 SGD+momentum and signSGD+momentum, plus AdaTask (per-task Adam moments, EW) and
@@ -9,9 +9,9 @@ optimizer; only the learning rate is tuned, from one grid shared by all; weight
 decay fixed (1e-5, coupled L2 as in LibMTL); single-task (STL) baselines
 trained on the same grid. Every run is evaluated after each epoch; its epoch
 is chosen on validation delta-m (early stopping), and each method's learning
-rate on the validation delta-m averaged over seeds (:mod:`experiments.selection`).
+rate on the validation delta-m averaged over seeds (:mod:`experiments.paper_a.tuning`).
 
-Methods run as in LibMTL, Paper A's code base (:data:`experiments.common.LIBMTL_SETTINGS`):
+Methods run as in LibMTL, Paper A's code base (:data:`experiments.runs.LIBMTL_SETTINGS`):
 UW's log-variances start at -0.5 and are trained by the model's own optimizer
 (``uw_libmtl``), CAGrad with c = 0.5 (``cagrad_libmtl``), Aligned-MTL summing
 the aligned rows (``aligned_mtl_libmtl``); ``--methods`` also takes the
@@ -59,13 +59,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.common import (LIBMTL_SETTINGS, RunSpec, markdown_table, mean_std, open_store,  # noqa: E402
-                                png_bytes, primary_metric, run_grid, stl_baselines, study_data, study_parser,
-                                with_overrides, write_summary)
-from experiments.datasets import DATASETS  # noqa: E402
+from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
-from experiments.selection import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family, select_runs,  # noqa: E402
-                                   select_stl)
+from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402
+                                        select_runs, select_stl)
+from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.runs import LIBMTL_SETTINGS, RunSpec, run_grid  # noqa: E402
+from experiments.selection import primary_metric, stl_baselines  # noqa: E402
 from jaxmtl.analysis import pareto_mask  # noqa: E402
 
 METHOD_LABELS = {"ew": "EW", "uw_libmtl": "UW", "rlw": "RLW", "pcgrad": "PCGrad", "cagrad_libmtl": "CAGrad",
@@ -330,16 +331,16 @@ def main(argv: list[str] | None = None) -> int:
                          ("methods", "per_task", "optimizers", "lrs", "seeds", "epochs", "lr_schedule", "extend",
                           "batch_size"))
     bench = DATASETS[args.dataset]
-    if args.batch_size is None and args.dataset not in ("multi_fashion", "multi_mnist"):
+    if args.batch_size is None and not bench.preset_batch:
         cfg["batch_size"] = bench.batch_size
     if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
         raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
     out = Path(args.out or f"results/optimizer_study/{args.preset}"
-               + ("" if args.dataset == "multi_fashion" else f"-{args.dataset}"))
+               + ("" if args.dataset == DEFAULT else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, cfg["data"])
-    cfg.update(dataset=dataset, num_tasks=len(bench.tasks(data)))
+    cfg.update(dataset=dataset, num_tasks=len(bench.tasks(data, dataset.get("tasks"))))
     if args.summary_only:
         records, added = list(store), {}
         if not records:
@@ -350,14 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         records, added = (extend_grid(cfg, records, data, store, data_seed=0, devices=args.devices)
                           if cfg["extend"] else (records, {}))
     text, chosen = summarize(records, cfg["optimizers"])
-    title = "Multi-Fashion" if args.dataset == "multi_fashion" else args.dataset
     arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
-    header = (f"# Study A1: optimizers x MTL methods on {title} (preset `{args.preset}`)\n\n"
+    header = (f"# Study A1: optimizers x MTL methods on {bench.title} (preset `{args.preset}`)\n\n"
               f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
               f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, {cfg['lr_schedule']} learning rate, weight "
               f"decay {WEIGHT_DECAY:g}, {'MultiLeNet' if arch == 'multilenet' else arch}, "
               f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
-              f"{'canvases' if args.dataset == 'multi_fashion' else 'examples'}.\n\n"
+              f"{bench.unit}.\n\n"
               + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
     png = None
     if chosen:

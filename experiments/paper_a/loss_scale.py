@@ -1,6 +1,6 @@
 """Study A2 (Paper A, Elich et al.): Adam's partial invariance to loss scales.
 
-    python -m experiments.loss_scale --preset quick [--out results/loss_scale/quick]
+    python -m experiments.paper_a.loss_scale --preset quick [--out results/loss_scale/quick]
 
 The paper's toy: a scalar input ``x``, a backbone of two 20-unit LeakyReLU
 layers, two 2-layer heads (20 units, LeakyReLU), both tasks L1 regressions
@@ -41,7 +41,8 @@ import optax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.common import markdown_table, open_store, png_bytes, study_parser, write_summary  # noqa: E402
+from experiments.cli import study_parser  # noqa: E402
+from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
 from jaxmtl.analysis import relative_difference  # noqa: E402
 from jaxmtl.models import apply_toy, init_toy, shared_mask, task_of  # noqa: E402
 

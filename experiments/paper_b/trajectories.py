@@ -1,13 +1,13 @@
 """Study of Paper B (Mueller, Dredze, Andrews, TMLR 2024): can optimization trajectories
 explain multi-task transfer?
 
-    python -m experiments.trajectories --preset tiny|quick|paper [--out results/trajectories/quick]
+    python -m experiments.paper_b.trajectories --preset tiny|quick|paper [--out results/trajectories/quick]
 
 Protocol (ours, ``../shared/STUDIES.md``), on Multi-Fashion with MultiLeNet and
 Adam (lr 1e-3, no weight decay): for every seed, one single-task (STL) run per
 task and one multi-task (MTL) run per method (EW, MGDA, PCGrad, UPGrad,
 Nash-MTL by default), all from the same initialisation and the same data order
-(:func:`experiments.common.train_run` with the seed). Along each run
+(:func:`experiments.runs.train_run` with the seed). Along each run
 (:class:`TrajectoryProbe`, through ``train_run``'s hooks):
 
 * every ``every`` steps, per task: the training loss on a fixed subset of the
@@ -23,8 +23,8 @@ Nash-MTL by default), all from the same initialisation and the same data order
   step's batch with the update the optimizer applied (the parameter change),
   on the shared encoder.
 
-Reported (:mod:`experiments.paper_b_analysis`, tables and plots in
-:mod:`experiments.paper_b_report`): the generalization gap at
+Reported (:mod:`experiments.paper_b.analysis`, tables and plots in
+:mod:`experiments.paper_b.report`): the generalization gap at
 comparable training loss (MTL minus STL validation loss and accuracy at the step
 each run first reaches a training-loss level, interpolated) per task against the
 level and the MTL run's progress, and where it opens; the correlation across runs
@@ -47,16 +47,17 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
-from experiments import paper_b_analysis as pb
-from experiments.paper_b_report import METHOD_LABELS, plot, summarize
-from experiments.common import (RunSpec, open_store, steps_per_run, study_parser, train_run,
-                                with_overrides, write_summary)
+from experiments.cli import study_data, study_parser, with_overrides
+from experiments.datasets import DEFAULT
+from experiments.paper_b import analysis as pb
+from experiments.paper_b.report import METHOD_LABELS, plot, summarize
+from experiments.report import open_store, write_summary
+from experiments.runs import Hook, RunSpec, run_grid
 from jaxmtl import value_and_jacobian
 from jaxmtl.analysis import (fisher_trace, gradient_coherence, gradient_noise_scale,
                              hessian_top_eigenvalue, per_sample_jacobian, update_cosines)
-from jaxmtl.data import Split, batches, make_multi_fashion
+from jaxmtl.data import Split, batches
 from jaxmtl.models import MultiLeNet, shared_mask
 from jaxmtl.training import classification_losses, evaluate, make_eval_step
 
@@ -118,9 +119,9 @@ def checkpoint_steps(total: int, every: int, count: int) -> list[int]:
     return sorted(grid | {0, total})
 
 
-class TrajectoryProbe:
-    """``on_step``/``on_epoch`` hooks of :func:`experiments.common.train_run` that log a
-    run's trajectory (see the module docstring); :meth:`trajectory` is the result."""
+class TrajectoryProbe(Hook):
+    """A :class:`~experiments.runs.Hook` of :func:`~experiments.runs.train_run` that logs a
+    run's trajectory (see the module docstring) as the record's ``trajectory``."""
 
     def __init__(self, data, cfg: dict, steps_per_epoch: int, epochs: int, seed: int):
         num_tasks = len(data.tasks)
@@ -169,8 +170,8 @@ class TrajectoryProbe:
     def on_epoch(self, record, params) -> None:
         self._observe(self.steps_per_epoch * record["epoch"], params)
 
-    def trajectory(self) -> dict:
-        return {**self.log, "checkpoints": self.ck, "cosines": self.cos}
+    def record(self) -> dict:
+        return {"trajectory": {**self.log, "checkpoints": self.ck, "cosines": self.cos}}
 
 
 def build_specs(cfg: dict) -> list[RunSpec]:
@@ -192,21 +193,12 @@ def record_key(spec: RunSpec, cfg: dict) -> str:
 
 def run_all(specs: list[RunSpec], data, store, cfg: dict) -> list[dict]:
     """Trains (with a :class:`TrajectoryProbe`) the runs ``store`` lacks; returns all records."""
-    todo = [s for s in specs if record_key(s, cfg) not in store]
-    print(f"{len(specs)} runs, {len(specs) - len(todo)} already done in {store.path}; "
-          f"data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test canvases")
-    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
-        for spec in todo:
-            bar.set_description(spec.label)
-            spe = len(data.train) // spec.batch_size
-            probe = TrajectoryProbe(data, cfg, spe, spec.epochs, spec.seed)
-            record = train_run(spec, data, progress=bar, on_step=probe.on_step, on_epoch=probe.on_epoch)
-            store.add({**record, "key": record_key(spec, cfg), "trajectory": probe.trajectory()})
-    return [store.get(record_key(s, cfg)) for s in specs]
+    return run_grid(specs, data, store, key=lambda s: record_key(s, cfg),
+                    hooks=lambda s: [TrajectoryProbe(data, cfg, len(data.train) // s.batch_size, s.epochs, s.seed)])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "trajectories", PRESETS, datasets=("multi_fashion",),
+    parser = study_parser(__doc__, "trajectories", PRESETS, datasets=(DEFAULT,),
                           why="its probes (sharpness, cosines, evaluation) are built on MultiLeNet and the "
                               "classification losses of Multi-Fashion")
     parser.add_argument("--methods", nargs="+", choices=list(METHOD_LABELS), default=None)
@@ -217,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"results/trajectories/{args.preset}")
     store = open_store(out)
     t0 = time.time()
-    data = make_multi_fashion(args.data_dir, seed=0, **cfg["data"])
+    data, _ = study_data(args, dict(cfg["data"]))
     records = run_all(build_specs(cfg), data, store, cfg)
     text, plot_data = summarize(records, cfg)
     header = (f"# Paper B: optimization trajectories and multi-task transfer on Multi-Fashion "

@@ -1,0 +1,95 @@
+"""The command line every study shares: ``--preset``, ``--out``, the data set and the devices."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from experiments.datasets import DATASETS, DEFAULT, load_dataset
+
+
+class _DatasetAction(argparse.Action):
+    """``--dataset``: a parser error naming why when the study does not run on that data set."""
+
+    def __init__(self, *args, allowed: tuple[str, ...] = (), why: str = "", study: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.allowed, self.why, self.study = allowed, why, study
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value not in self.allowed:
+            runs_on = f"runs on {', '.join(self.allowed)} only" if self.allowed else "takes no --dataset"
+            parser.error(f"--dataset {value}: the {self.study} study {runs_on}"
+                         f"{': ' + self.why if self.why else ''}")
+        setattr(namespace, self.dest, value)
+
+
+def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
+                 datasets: tuple[str, ...] | None = None, why: str = "",
+                 default: str | None = None) -> argparse.ArgumentParser:
+    """The arguments every study shares: ``--preset``, ``--out`` and, for studies that
+    train, ``--dataset`` (any of :data:`experiments.datasets.DATASETS`, ``default``
+    :data:`~experiments.datasets.DEFAULT`; a study that runs on ``datasets`` only
+    rejects the others with a parser error saying ``why``), ``--data-dir``,
+    ``--devices`` and, where a study takes other data sets than the default, ``--arch``,
+    ``--tiny-model`` and ``--tasks``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(presets), default="quick")
+    parser.add_argument("--out", default=None, help=f"output directory (default results/{name}/<preset>)")
+    if data:
+        allowed = tuple(datasets or sorted(DATASETS))
+        parser.add_argument("--dataset", choices=sorted(DATASETS), default=default or DEFAULT,
+                            action=_DatasetAction, allowed=allowed, why=why, study=name,
+                            help=f"the data set (docs/datasets.md); this study: {', '.join(allowed)}")
+        parser.add_argument("--data-dir", default=None,
+                            help="the data set's directory (Multi-Fashion: the Fashion-MNIST IDX files; "
+                                 "Multi-MNIST: the MNIST IDX files; see docs/datasets.md)")
+        if allowed != (DEFAULT,):
+            parser.add_argument("--arch", default=None,
+                                help="the data set's model where it has several (Cityscapes, NYUv2: segnet, "
+                                     "deeplab_resnet18, deeplab_resnet50); default: its first")
+            parser.add_argument("--tiny-model", action="store_true",
+                                help="the few-channel version of the model (smoke runs, tests)")
+            parser.add_argument("--tasks", nargs="+", default=None,
+                                help="the tasks to train, where a data set offers more than its own set "
+                                     "(Cityscapes: segmentation depth instance; see docs/datasets.md)")
+        parser.add_argument("--devices", type=int, default=None,
+                            help="train data-parallel on the first N local devices (default: all of "
+                                 "them; the batch size must be a multiple of N)")
+    elif why:  # a study without data: say so to a --dataset
+        parser.add_argument("--dataset", choices=sorted(DATASETS), default=None, action=_DatasetAction,
+                            allowed=(), why=why, study=name, help="(not taken: " + why + ")")
+    return parser
+
+
+def study_data(args: argparse.Namespace, settings: dict, seed: int = 0) -> tuple[Any, dict]:
+    """The data set of a study's ``--dataset``/``--data-dir`` loaded with ``settings`` (the
+    preset's ``data``; ``--tasks`` is added to them where the data set's loader reads
+    them), and the :class:`~experiments.runs.RunSpec` fields naming it (``dataset``,
+    ``arch``, ``tiny``, ``tasks``). Raises ``ValueError`` for an ``--arch`` the data set
+    lacks or ``--tasks`` it does not offer."""
+    name = getattr(args, "dataset", DEFAULT)
+    bench = DATASETS[name]
+    arch, tiny = getattr(args, "arch", None), getattr(args, "tiny_model", False)
+    if arch is not None and arch not in bench.archs:
+        raise ValueError(f"--arch {arch}: {name} has the models {', '.join(bench.archs)}")
+    tasks = getattr(args, "tasks", None)
+    fields = {"dataset": name, "arch": None if arch == bench.archs[0] else arch, "tiny": tiny}
+    if tasks:
+        unknown = sorted(set(tasks) - set(bench.task_names))
+        if not bench.task_names:
+            raise ValueError(f"--tasks: {name} has a fixed task set")
+        if unknown:
+            raise ValueError(f"--tasks {' '.join(unknown)}: {name}'s tasks are {', '.join(bench.task_names)}")
+        if bench.tasks_in_loader:
+            settings["tasks"] = list(tasks)   # in the preset's data settings, so in every run's key
+        else:
+            fields["tasks"] = tuple(tasks)
+    data = load_dataset(name, args.data_dir, seed=seed, **settings)
+    return data, fields
+
+
+def with_overrides(preset: dict, args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """A copy of ``preset`` with the command-line values of ``names`` that were given."""
+    cfg = dict(preset)
+    cfg.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
+    return cfg

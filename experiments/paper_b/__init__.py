@@ -1,0 +1,1 @@
+"""Paper B (optimization trajectories and multi-task transfer): its study and report."""

@@ -1,0 +1,1 @@
+"""Paper C (Gama & Grassi 2025, uniform loss vs specialized optimizers): its study and report."""

@@ -1,0 +1,55 @@
+"""What every study writes: Markdown tables, PNG figures, its result store and summary files."""
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxmtl.training import ResultStore, atomic_write
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``mean ± std`` (sample standard deviation) of ``values``; the value alone for one, ``-`` for none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
+
+
+def open_store(out: Path) -> ResultStore:
+    """The study's ``results.jsonl`` in ``out``, warning about unreadable lines."""
+    store = ResultStore(out / "results.jsonl")
+    if store.skipped_lines:
+        print(f"warning: skipped {store.skipped_lines} unreadable line(s) in {store.path}", file=sys.stderr)
+    return store
+
+
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_summary(out: Path, text: str, png: bytes | None, started: float) -> None:
+    """Writes ``summary.md`` (and ``summary.png``) atomically and prints the summary."""
+    atomic_write(out / "summary.md", text)
+    if png is not None:
+        atomic_write(out / "summary.png", png)
+    print(text)
+    print(f"wrote {out / 'results.jsonl'}, {out / 'summary.md'}"
+          f"{', ' + str(out / 'summary.png') if png is not None else ''} ({time.time() - started:.0f} s)")
