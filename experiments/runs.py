@@ -262,7 +262,6 @@ class _Steps:
 
     def __init__(self, spec: RunSpec, data: Any, probe: Callable | None):
         bench = get_dataset(spec.dataset)
-        self.data = data   # held so that the cache's id(data) stays this object's
         self.tasks = bench.tasks(data, spec.tasks)
         self.model = bench.model(data, spec.arch or bench.archs[0], spec.tiny, spec.dropout, spec.tasks)
         num_tasks = len(self.tasks)
@@ -279,11 +278,31 @@ class _Steps:
                                  task_of=owners, weight_decay=spec.weight_decay, factor=factor)
         self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
                                           input_key=bench.input_key, probe=probe)
-        self.eval = make_task_eval_step(self.model.apply, self.tasks, input_key=bench.input_key)
+        self.eval = _eval_step(spec, data, self.model, self.tasks)
 
 
-_CACHE: "OrderedDict[str, _Steps]" = OrderedDict()
+_CACHE: "OrderedDict[str, Any]" = OrderedDict()
 CACHE_SIZE = 32
+"""Compiled configurations kept (least recently used dropped first)."""
+
+
+def _cached(key: list, data: Any, build: Callable[[], Any]) -> Any:
+    """``build()``'s result for ``key`` on ``data`` (its identity is part of the key), cached."""
+    name = json.dumps([id(data), *key], sort_keys=True, default=str)
+    entry = _CACHE.get(name)
+    if entry is None or entry[0] is not data:   # (data held, so its id stays its own)
+        entry = _CACHE[name] = (data, build())
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(name)
+    return entry[1]
+
+
+def _eval_step(spec: RunSpec, data: Any, model, tasks):
+    """The evaluation step of the model of ``spec``: one for every run of that model and task set."""
+    bench = get_dataset(spec.dataset)
+    key = ["eval", spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks]
+    return _cached(key, data, lambda: make_task_eval_step(model.apply, tasks, input_key=bench.input_key))
 
 
 def _steps(spec: RunSpec, data: Any, probe: Callable | None) -> _Steps:
@@ -296,14 +315,7 @@ def _steps(spec: RunSpec, data: Any, probe: Callable | None) -> _Steps:
     if method is None or not registry.get(method).random:
         del fields["seed"]
     probe_name = None if probe is None else f"{probe.__module__}.{probe.__qualname__}"
-    key = json.dumps([id(data), fields, probe_name], sort_keys=True, default=str)
-    entry = _CACHE.get(key)
-    if entry is None or entry.data is not data:
-        entry = _CACHE[key] = _Steps(spec, data, probe)
-        while len(_CACHE) > CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
-    return entry
+    return _cached(["train", fields, probe_name], data, lambda: _Steps(spec, data, probe))
 
 
 def _combined_probe(hooks: Sequence[Hook]):

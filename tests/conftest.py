@@ -1,12 +1,20 @@
-"""Shared test configuration: hypothesis profiles and Jacobian samplers."""
+"""Shared test configuration: hypothesis profiles, Jacobian samplers, a shared compilation cache."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
+# One persistent XLA compilation cache for the whole session: both xdist workers and every
+# study started in a subprocess (inheriting the environment) reuse each other's compiled
+# steps (the same MultiLeNet steps compile in many tests). Set before JAX is imported.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 settings.register_profile("default", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
