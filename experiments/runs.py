@@ -44,6 +44,10 @@ from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_g
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
 from jaxmtl.training.steps import split_variables
 
+USES_PREVIOUS_BATCH = ("famo",)
+"""Methods whose update takes ``prev_batch_losses`` (the previous step's batch at the current
+parameters; :func:`jaxmtl.training.make_task_train_step`'s ``previous_batch``): FAMO's
+"after" losses on the same batch, as its official code and paper C compute them."""
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
 """The registry's methods a study can train by name with the generic train step (all but SDMGrad
 and MoDo, which need two extra batches per step, and Auto-Lambda, which needs held-out gradients:
@@ -62,6 +66,9 @@ log-variances start at -0.5 and are trained by the model's own optimiser
 which is left out here); ``cagrad_libmtl``: c = 0.5; ``aligned_mtl_libmtl``: the
 aligned rows summed (preference 1 per task, not 1/T)."""
 TRAINED_BY_MODEL_OPTIMIZER = ("uw_libmtl",)
+MODEL_OPTIMIZER = "model"
+"""``method_kwargs={'optimizer': MODEL_OPTIMIZER}``: the method's own parameters are trained by the
+model's optimiser (its learning rate, schedule and moments), as paper C trains UW's."""
 
 
 def registry_name(name: str) -> str:
@@ -76,13 +83,14 @@ def build_method(name: str, num_tasks: int, seed: int = 0, *,
     ``num_tasks`` tasks with the hyperparameters ``kwargs``; random methods are seeded
     with the run's ``seed`` (so seeds of a study draw different weights and orders).
     ``optimizer``: the model's optimiser, required by the settings in
-    :data:`TRAINED_BY_MODEL_OPTIMIZER`. Fixed weights are ``'linear'`` with
-    ``kwargs={'weights': [...]}``."""
+    :data:`TRAINED_BY_MODEL_OPTIMIZER` and by ``kwargs={'optimizer': MODEL_OPTIMIZER}``.
+    Fixed weights are ``'ew'`` with ``kwargs={'weights': [...]}``."""
     info = registry.get(registry_name(name))
     kwargs = {**(LIBMTL_SETTINGS[name][1](num_tasks) if name in LIBMTL_SETTINGS else {}), **(kwargs or {})}
-    if "weights" in kwargs:
-        kwargs["weights"] = jnp.asarray(kwargs["weights"], jnp.float32)
-    if name in TRAINED_BY_MODEL_OPTIMIZER:
+    for vector in ("weights", "powers", "divisors"):
+        if vector in kwargs:
+            kwargs[vector] = jnp.asarray(kwargs[vector], jnp.float32)
+    if name in TRAINED_BY_MODEL_OPTIMIZER or kwargs.get("optimizer") == MODEL_OPTIMIZER:
         if optimizer is None:
             raise ValueError(f"{name} trains its parameters with the model's optimizer: pass optimizer=")
         kwargs["optimizer"] = optimizer
@@ -155,7 +163,7 @@ class RunSpec:
         """The method and its hyperparameters, e.g. ``cagrad(c=0.5)``; fixed weights by origin."""
         if "weights" in self.method_kwargs:
             return f"fixed[{self.origin}]" if self.origin else "fixed"
-        args = ",".join(f"{k}={v:g}" for k, v in sorted(self.method_kwargs.items()))
+        args = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.method_kwargs.items()))
         return f"{self.method}({args})" if args else self.method
 
     @property
@@ -176,6 +184,13 @@ class RunSpec:
         if fields.get("tasks") is not None:
             fields["tasks"] = tuple(fields["tasks"])
         return cls(**fields)
+
+
+def _short(value) -> str:
+    """A hyperparameter in a label: numbers as ``%g``, lists joined by ``:``."""
+    if isinstance(value, (list, tuple)):
+        return ":".join(_short(v) for v in value)
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 NEW_FIELDS = {"dataset": DEFAULT, "arch": None, "tiny": False, "tasks": None, "dropout": 0.0,
@@ -276,8 +291,9 @@ class _Steps:
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
         self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
                                  task_of=owners, weight_decay=spec.weight_decay, factor=factor)
+        self.previous = spec.stl_task is None and registry_name(spec.method) in USES_PREVIOUS_BATCH
         self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
-                                          input_key=bench.input_key, probe=probe)
+                                          input_key=bench.input_key, probe=probe, previous_batch=self.previous)
         self.eval = _eval_step(spec, data, self.model, self.tasks)
 
 
@@ -399,14 +415,19 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
         params, state, opt_state = replicate((params, state, opt_state), mesh)
     rng = np.random.default_rng(spec.seed)
     epochs, step_times, diverged, count, start = [], [], None, 0, 0
+    # the previous step's batch (a method of USES_PREVIOUS_BATCH): any batch before the first
+    # step (FAMO's first update has no "before" losses), and in the checkpoint
+    previous = put(next(iter(bench.batches(data.train, spec.batch_size)))) if steps.previous else None
     ckpt = None if checkpoint_dir is None else RunCheckpoint(checkpoint_dir)
 
     def arrays():  # what a checkpoint holds (no "state" entry for models without one)
-        return {"params": params, "opt_state": opt_state, "key": key, **({"state": state} if state else {})}
+        return {"params": params, "opt_state": opt_state, "key": key, **({"state": state} if state else {}),
+                **({"previous": previous} if previous is not None else {})}
 
     if ckpt is not None and (restored := ckpt.restore(arrays())) is not None:
         saved, host = restored
         params, opt_state, key, state = saved["params"], saved["opt_state"], saved["key"], saved.get("state", {})
+        previous = saved.get("previous")
         start, count, epochs, step_times = host["epoch"], host["count"], host["epochs"], host["step_times"]
         rng = restore_generator(host["rng"])
         if progress is not None:
@@ -424,7 +445,9 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
             for hook in hooks:
                 hook.on_step(count, params, batch, sub)
             start_time = time.perf_counter()
-            out = step({"params": params, **state}, opt_state, put(batch), sub)
+            batch = put(batch)
+            out = step({"params": params, **state}, opt_state, batch, sub, *((previous,) if steps.previous else ()))
+            previous = batch if steps.previous else None
             variables, opt_state, loss = out[:3]
             params, state = split_variables(variables)
             loss = jax.block_until_ready(loss)

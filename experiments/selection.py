@@ -7,11 +7,15 @@ delta-m against the single-task baselines, in either convention of
 :func:`jaxmtl.training.delta_m` (``convention='metric'``: paper A's, the mean over
 every metric of the signed relative drop, lower is better; ``'task'``: paper C's, each
 task's mean relative change averaged over tasks, higher is better). The baseline of a
-task is its single-task run (any optimiser and learning rate) with the best validation
-primary metric at its selected epoch, per seed (``per_seed=True``: a seed without its
-own single-task run uses the best over all seeds) or over all seeds.
+task comes from its single-task runs by one of :data:`RULES` (:func:`stl_baselines`):
+the best run per seed (paper A), the best run over all seeds, or the mean over the
+runs of the configuration that is best on average (paper C).
 """
 from __future__ import annotations
+
+import json
+
+import numpy as np
 
 from jaxmtl.training import delta_m
 
@@ -79,12 +83,66 @@ def _best_stl(runs: list[dict], task: str) -> dict:
             "test": as_metrics(best["test"], best_run["tasks"])[task]}
 
 
-def stl_baselines(records: list[dict], per_seed: bool = True) -> tuple[dict, dict]:
-    """Single-task references: ``(val, test)``, each ``{seed: {task: {metric: value}}}`` with
-    ``per_seed`` (the module docstring's rule), else ``{task: {metric: value}}`` (the best
-    single-task run of each task over all seeds). Tasks are every task of ``records``,
-    by name (runs of different task sets share a task's baseline). Raises ``ValueError``
-    when a task has no finite single-task run."""
+def _config(spec: dict) -> str:
+    """A run's configuration: its spec without the seed."""
+    return json.dumps({k: v for k, v in spec.items() if k != "seed"}, sort_keys=True)
+
+
+def best_configuration(runs: list[dict], score, choose_seeds=None) -> list[dict]:
+    """The runs of the configuration (a spec without its seed) with the lowest mean ``score(run)``
+    over its runs on ``choose_seeds`` (``None``: all); paper C's rule for every choice."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        groups.setdefault(_config(r["spec"]), []).append(r)
+
+    def mean_score(group):
+        chosen = [score(r) for r in group if choose_seeds is None or r["spec"]["seed"] in choose_seeds]
+        return float(np.mean(chosen)) if chosen else np.inf
+
+    return min(groups.values(), key=mean_score)
+
+
+def _stl_score(record: dict) -> float:
+    best = select_epoch(record, None)
+    return np.inf if best is None else epoch_score(record, best, None)
+
+
+def _mean_of_best_config(runs: list[dict], task: str, choose_seeds) -> dict:
+    """Paper C's single-task reference of ``task``: the configuration whose runs on
+    ``choose_seeds`` have the best mean validation score (:func:`best_configuration`), then
+    every metric averaged over all of its runs (validation at each run's selected epoch,
+    test at the same epoch)."""
+    group = [(r, select_epoch(r, None)) for r in best_configuration(runs, _stl_score, choose_seeds)]
+    return {split: {m: float(np.mean([as_metrics(e[split], r["tasks"])[task][m] for r, e in group]))
+                    for m in as_metrics(group[0][1][split], group[0][0]["tasks"])[task]}
+            for split in ("val", "test")}
+
+
+def stl_configurations(records: list[dict], choose_seeds=None) -> dict[str, list[dict]]:
+    """Per task, the runs of its best single-task configuration (the ``'config_mean'`` rule)."""
+    stl = [r for r in records if r["spec"]["stl_task"] is not None and r["epochs"]]
+    tasks = dict.fromkeys(r["tasks"][r["spec"]["stl_task"]] for r in stl)
+    return {t: best_configuration([r for r in stl if r["tasks"][r["spec"]["stl_task"]] == t], _stl_score,
+                                  choose_seeds) for t in tasks}
+
+
+RULES = ("per_seed", "best_run", "config_mean")
+
+
+def stl_baselines(records: list[dict], rule: str = "per_seed", choose_seeds=None) -> tuple[dict, dict]:
+    """Single-task references ``(val, test)``. ``rule``:
+
+    * ``'per_seed'`` (paper A) -- ``{seed: {task: {metric: value}}}``: per seed, the best
+      single-task run of the task (a seed without its own uses the best over all seeds);
+    * ``'best_run'`` -- ``{task: {metric: value}}``: the best single-task run over all seeds;
+    * ``'config_mean'`` (paper C's official evaluation) -- ``{task: {metric: value}}``: the
+      configuration with the best mean validation score over its runs on ``choose_seeds``
+      (``None``: all), its metrics averaged over all its runs.
+
+    Tasks are every task of ``records``, by name (runs of different task sets share a
+    task's baseline). Raises ``ValueError`` when a task has no finite single-task run."""
+    if rule not in RULES:
+        raise ValueError(f"unknown baseline rule {rule!r}; use one of {RULES}")
     stl = [r for r in records if r["spec"]["stl_task"] is not None and r["epochs"]]
     tasks = list(dict.fromkeys(t for r in records for t in r["tasks"]))
 
@@ -95,8 +153,9 @@ def stl_baselines(records: list[dict], per_seed: bool = True) -> tuple[dict, dic
             raise ValueError(f"no finite single-task run for task {task!r}")
         return mine or own
 
-    if not per_seed:
-        best = {task: _best_stl(runs_of(task), task) for task in tasks}
+    if rule != "per_seed":
+        best = {task: (_best_stl(runs_of(task), task) if rule == "best_run"
+                       else _mean_of_best_config(runs_of(task), task, choose_seeds)) for task in tasks}
         return {t: b["val"] for t, b in best.items()}, {t: b["test"] for t, b in best.items()}
     base_val, base_test = {}, {}
     for seed in sorted({r["spec"]["seed"] for r in records}):
@@ -104,4 +163,3 @@ def stl_baselines(records: list[dict], per_seed: bool = True) -> tuple[dict, dic
         base_val[seed] = {t: b["val"] for t, b in best.items()}
         base_test[seed] = {t: b["test"] for t, b in best.items()}
     return base_val, base_test
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxmtl.data.multi_mnist import OUT, PAIRS, TASKS, VAL_SIZE, compose, make_multi_mnist, pair_batches
+from jaxmtl.data.multi_mnist import MEAN, OUT, PAIRS, STD, TASKS, VAL_SIZE, compose, make_multi_mnist, pair_batches
 from tests.conftest import write_fake_fashion_mnist
 
 
@@ -23,10 +23,14 @@ def test_layout_by_hand():
     canvas[6:34, 6:34] = np.maximum(canvas[6:34, 6:34], b)
     np.testing.assert_array_equal(first, canvas[src[:, None], src[None, :]])
     assert first[0, 0] == 200
-    # each reconstruction target is its item alone, in the same frame, and the input is their max
-    np.testing.assert_array_equal(np.maximum(split.items[0, 0], split.items[0, 1]), first)
-    assert split.items[0, 0].max() == 200 and split.items[0, 1].max() == 100
-    assert split.items[0, 0, 12:, 12:].max() == 0 and split.items[0, 1, :12, :12].max() == 0
+    # each reconstruction target is the original item, unshifted and unresized (paper C's loader)
+    np.testing.assert_array_equal(split.items[0, 0], a)
+    np.testing.assert_array_equal(split.items[0, 1], b)
+    # batches normalise the canvas and the targets alike with MNIST's mean and std
+    batch = next(pair_batches(split, ("CL", "RR"), 1))
+    np.testing.assert_allclose(batch["image"][0, ..., 0], (first / 255 - MEAN) / STD, rtol=1e-6)
+    np.testing.assert_allclose(batch["items"][0, 1], (b / 255 - 0.1307) / 0.3081, rtol=1e-6)
+    assert batch["items"][0, 1].min() == pytest.approx(-0.1307 / 0.3081)
 
 
 def test_splits_from_files(tmp_path):

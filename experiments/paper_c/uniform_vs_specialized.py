@@ -5,41 +5,58 @@
 Paper C's claim: the mean of the task losses ("Unit. Scal.") tuned as carefully as
 the specialized multi-task optimizers (SMTOs) matches them on easy problems;
 SMTOs help once problems get harder; and fixed weights taken from an SMTO's run do
-as well as the SMTO. Protocol (Multi-MNIST, :mod:`jaxmtl.data.multi_mnist`, built
-from Fashion-MNIST offline or from MNIST with ``--source mnist --data-dir DIR``):
+as well as the SMTO. Protocol, as its official code (``Gabriel-SGama/UnitScal_vs_SMTOs``:
+``supervised_experiments/``, ``scripts/mnist/*.sh``, ``evaluation/``) runs it on
+Multi-MNIST (:mod:`jaxmtl.data.multi_mnist`: normalised canvases, the original items as
+reconstruction targets; :class:`jaxmtl.models.MixedLeNet`: element-wise dropout in the
+encoder and the heads, a 256-wide linear decoder):
 
-1. single-task baselines for every task, on the grid: the network of the first
-   problem with the task, trained with the weight 1 on it and 0 on the others
-   (the encoder sees that task's gradient alone; the other heads are unused);
-2. every method on every problem (the pairs CL+RR, CL+CR, RL+RR and, as the
-   harder-problem axis, *ours*: the three tasks CL+CR+RL) over the grid learning
-   rate x dropout x weight decay x the method's own grid, with Adam, coupled L2
-   weight decay and a learning rate decayed by 0.95 per epoch (the one training
-   stack, :func:`experiments.runs.train_run`, with the learning-rate schedule
-   ``exp_decay``); each run's epoch is its best on validation
-   by paper C's delta-m (task convention, higher is better) against the
-   single-task baselines, and each method's configuration is the best one
-   (first seed);
-3. repeated runs of each method's best configuration (the other seeds);
-4. fixed weights from the best SMTOs' runs (``fixed_from`` of them per problem, by
-   validation delta-m): the mean over epochs of the per-epoch mean weights, their
-   EMA (beta 0.9) and the last epoch's, each retrained with
-   ``jaxmtl.linear(weights=...)`` at the SMTO's configuration on every seed.
+1. the grid: every single-task baseline (each task alone on the network of the first
+   problem with the task) and every method on every problem (the pairs CL+RR, CL+CR,
+   RL+RR; *ours*: CL+CR+RL) over learning rate x dropout x the method's own grid,
+   with Adam, coupled L2 weight decay (0 on Multi-MNIST) and the learning rate x 0.95
+   after every epoch, each on the first ``val_seeds`` seeds (paper C: 5);
+2. a run's epoch is its best on validation (paper C's delta-m, per-task relative
+   change averaged over tasks, higher is better); a configuration's score is the
+   mean over the ``val_seeds`` seeds of that best validation delta-m, and each
+   (problem, method) keeps its best configuration (``extend``: a choice at the
+   edge of the learning-rate grid adds the next learning rate past it, as paper A's
+   studies do, until none is at an edge);
+3. the single-task reference of a task is its best configuration (same rule, on
+   its validation metric), each metric averaged over all seeds of that configuration;
+4. the chosen configurations run on the other seeds (paper C: 10 in all); a
+   method's result is the mean (and spread) over all its seeds at each run's best
+   validation epoch, on test;
+5. fixed weights from the ``fixed_from`` best SMTOs of each problem: the per-epoch
+   mean weights of the chosen configuration's first run, each epoch normalised to
+   sum 1, an EMA with beta 0.9, its last value renormalised (paper C's "FwLe0.9"),
+   retrained as ``sum_t w_t L_t`` at the SMTO's configuration on every seed;
+6. mean rank as paper C: methods ranked on each task metric (mean over seeds) within
+   a problem, ranks averaged within a task, then over tasks (delta-m not ranked).
 
 Every ``every`` steps a run records the method's weights and the interference
 statistic (mean over tasks of ``cos(g_t, mean_s g_s)`` on the shared encoder), a
 :class:`Trace` hook computed inside the jitted step from its task gradients.
-The paper C reconstruction loss and metric are the per-pixel MSE.
 
-Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005,
-0.0025, 0.001, 0.00075, 0.0005} x dropout in {0, 0.1, ..., 0.5}, 100 epochs,
-batch 256, 5 + 5 seeds; CAGrad c, FAMO gamma and CDTT alpha grids; the learning
-rate of UW's and IMTL's loss scales) on its methods that the generic step trains:
-Auto-Lambda needs held-out gradients (``jaxmtl.make_auto_lambda_step``) and
-RotoGrad's rotations a rotated model, so RotoGrad is its scaling part here and
-Auto-Lambda is not run. ``quick`` subsamples the data, trains few epochs on a 2 x 2
-grid and six methods (stated in the summary); ``tiny`` is the test's. Weight decay
-is fixed to 1e-5 (``--weight-decays`` makes it a grid axis).
+Methods as paper C runs them: UW in Kendall et al.'s per-task form (``eta + L
+e^{-2 eta}`` for a classification, ``eta + L e^{-2 eta} / 2`` for a reconstruction)
+with ``eta`` trained by the model's Adam; IMTL's loss scales by Adam at the run's
+learning rate; FAMO's "after" losses on the step's own batch (``prev_batch_losses``);
+Nash-MTL's shared update clipped at norm 1; RLW (Normal and Dirichlet), SI, GradDrop.
+Departures, stated in the summary: IMTL, MGDA-UB and GradDrop act on the encoder
+parameters' gradients, not on the 50-d representation's; IMTL's and Nash-MTL's heads
+get their plain gradient (paper C: weighted by ``exp(s)`` / ``alpha``); RotoGrad is
+its scaling part (no rotations) and Auto-Lambda (held-out gradients, its own step)
+is not run; the partner of a canvas item is drawn from the seed (paper C ships index
+files); items default to Fashion-MNIST (offline here; ``--source mnist --data-dir``).
+
+Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005, 0.0025,
+0.001, 0.00075, 0.0005} x dropout in {0, ..., 0.5}, 100 epochs, batch 256, 5 + 5
+seeds; CAGrad c, FAMO gamma and CDTT alpha grids): GPU territory. ``quick`` (CPU:
+about 40 minutes on 2 cores) reduces the data (1536/1000/2000 canvases), the
+epochs (8), the method set (6), the grid (4 learning rates, no dropout: every
+configuration paper C chose on CL+RR has dropout 0), the seeds (2 + 1) and the
+problems (the three pairs); ``tiny`` is the tests'.
 
 Writes ``results.jsonl`` (one line per run, resumable), ``summary.md``,
 ``summary.png`` (delta-m with its spread), ``weights.png`` and
@@ -58,10 +75,10 @@ import numpy as np
 
 from experiments.cli import study_parser, with_overrides
 from experiments.datasets import DATASETS, load_dataset
-from experiments.paper_c.report import UNIFORM, problem_of, report, val_score
+from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
-from experiments.runs import Hook, RunSpec, run_grid
-from experiments.selection import stl_baselines
+from experiments.runs import MODEL_OPTIMIZER, Hook, RunSpec, run_grid
+from experiments.selection import stl_baselines, stl_configurations
 from jaxmtl.data.multi_mnist import SOURCES
 from jaxmtl.masking import resolve_mask
 from jaxmtl.method import recorded_weights
@@ -74,26 +91,27 @@ OPTIMIZER, SCHEDULE = "adam", "exp_decay"
 PAPER_LRS = [0.01, 0.0075, 0.005, 0.0025, 0.001, 0.00075, 0.0005]
 PAPER_DROPOUTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 PAPER_METHODS = {
-    "mean": {}, "uncertainty": {"lr": [1e-2, 1e-3, 1e-4]}, "mgda_loss_plus": {}, "pcgrad": {}, "graddrop": {},
-    "edm": {}, "imtl": {"lr": [1e-2, 1e-3, 1e-4]}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {},
+    "mean": {}, "uncertainty": {}, "mgda_loss_plus": {}, "pcgrad": {}, "graddrop": {},
+    "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {},
     "nash_mtl": {}, "scale_invariant": {}, "rlw": {}, "rlw_dirichlet": {}, "cdtt": {"alpha": [0.2, 0.4, 0.6, 0.8, 1.0]},
     "famo": {"gamma": [1e-2, 1e-3, 1e-4]},
 }
 """Paper C's Multi-MNIST methods (registry names) and their grids."""
 QUICK_METHODS = {"mean": {}, "uncertainty": {}, "imtl": {}, "cagrad": {"c": [0.5]}, "nash_mtl": {},
                  "famo": {"gamma": [1e-3]}}
-FIXED_RULES = ("mean", "ema", "last")
+PAPER_PROBLEMS = ["CL+RR", "CL+CR", "RL+RR"]
 EMA_BETA = 0.9
+"""The EMA of paper C's fixed weights."""
 PRESETS = {
-    "tiny": dict(data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=16, seeds=[0, 1],
+    "tiny": dict(data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=16, seeds=[0, 1], val_seeds=1,
                  problems=["CL+RR"], methods={"mean": {}, "imtl": {}}, lrs=[1e-3], dropouts=[0.0],
-                 weight_decays=[1e-5], fixed_from=1, every=2),
-    "quick": dict(data=dict(n_train=1536, n_val=1000, n_test=2000), epochs=4, batch_size=64, seeds=[0, 1],
-                  problems=None, methods=QUICK_METHODS, lrs=[0.005, 0.001], dropouts=[0.0, 0.2],
-                  weight_decays=[1e-5], fixed_from=1, every=8),
-    "paper": dict(data=dict(), epochs=100, batch_size=256, seeds=list(range(5)) + list(range(5, 10)),
+                 weight_decays=[0.0], fixed_from=1, every=2, extend=0),
+    "quick": dict(data=dict(n_train=1536, n_val=1000, n_test=2000), epochs=8, batch_size=64, seeds=[0, 1, 2],
+                  val_seeds=2, problems=PAPER_PROBLEMS, methods=QUICK_METHODS, lrs=[0.005, 0.0025, 0.001, 0.0005],
+                  dropouts=[0.0], weight_decays=[0.0], fixed_from=1, every=8, extend=2),
+    "paper": dict(data=dict(), epochs=100, batch_size=256, seeds=list(range(10)), val_seeds=5,
                   problems=None, methods=PAPER_METHODS, lrs=PAPER_LRS, dropouts=PAPER_DROPOUTS,
-                  weight_decays=[1e-5], fixed_from=3, every=100),
+                  weight_decays=[0.0], fixed_from=1, every=100, extend=0),
 }
 """``problems=None``: every task set of the data set."""
 
@@ -132,62 +150,89 @@ def method_configs(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
 
-def base_specs(cfg: dict, **fields) -> list[RunSpec]:
-    """The specs of the learning rate x dropout x weight decay grid at ``cfg``'s first seed."""
-    common = dict(seed=cfg["seeds"][0], epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=cfg["data"],
-                  optimizer=OPTIMIZER, lr_schedule=SCHEDULE, dataset=cfg["dataset"])
-    return [RunSpec(lr=lr, dropout=d, weight_decay=wd, **common, **fields)
-            for lr, d, wd in itertools.product(cfg["lrs"], cfg["dropouts"], cfg["weight_decays"])]
+def official_kwargs(method: str, tasks: tuple[str, ...], lr: float) -> dict:
+    """A method's settings as paper C's code runs it (beside its grid): UW in the per-task
+    form (p = 2; f = 1 for a classification, 2 for a reconstruction, its MSE) with ``eta``
+    trained by the model's optimiser; IMTL's loss scales by Adam at the run's learning rate."""
+    if method == "uncertainty":
+        return {"powers": [2.0] * len(tasks), "divisors": [1.0 if t.startswith("C") else 2.0 for t in tasks],
+                "optimizer": MODEL_OPTIMIZER}
+    if method == "imtl":
+        return {"lr": lr}
+    return {}
+
+
+def specs_at(cfg: dict, seeds, lrs, **fields) -> list[RunSpec]:
+    """The specs of ``lrs`` x dropout x weight decay x ``seeds`` (``fields``: the run's task set and method)."""
+    common = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=cfg["data"], optimizer=OPTIMIZER,
+                  lr_schedule=SCHEDULE, dataset=cfg["dataset"])
+    grid = fields.pop("method_kwargs", {})
+    out = []
+    for lr, d, wd, seed in itertools.product(lrs, cfg["dropouts"], cfg["weight_decays"], seeds):
+        kwargs = {**grid, **official_kwargs(fields["method"], fields["tasks"], lr)} if fields["method"] != "stl" else {}
+        out.append(RunSpec(lr=lr, dropout=d, weight_decay=wd, seed=seed, method_kwargs=kwargs, **common, **fields))
+    return out
+
+
+def val_seeds(cfg: dict) -> list[int]:
+    return cfg["seeds"][:cfg["val_seeds"]]
 
 
 def grid_specs(cfg: dict) -> list[RunSpec]:
-    """Steps 1 and 2: single-task baselines and every method's grid on every problem."""
-    problems = cfg["task_sets"]
+    """Step 1: single-task baselines and every method's grid on every problem, on the validation seeds."""
+    problems, seeds = cfg["task_sets"], val_seeds(cfg)
     specs = []
     for t in sorted({t for p in cfg["problems"] for t in problems[p]}):
         tasks = next(problems[p] for p in cfg["problems"] if t in problems[p])
-        specs += base_specs(cfg, tasks=tasks, method="stl", stl_task=tasks.index(t))
+        specs += specs_at(cfg, seeds, cfg["lrs"], tasks=tasks, method="stl", stl_task=tasks.index(t))
     for problem in cfg["problems"]:
         for method, grid in cfg["methods"].items():
             for kwargs in method_configs(grid):
-                specs += base_specs(cfg, tasks=problems[problem], method=method, method_kwargs=kwargs)
+                specs += specs_at(cfg, seeds, cfg["lrs"], tasks=problems[problem], method=method,
+                                  method_kwargs=kwargs)
     return specs
 
 
-def best_configs(records: list[dict], base_val: dict, seed: int) -> dict[tuple[str, str], dict]:
-    """Per (problem, method): the first seed's run with the best validation delta-m."""
-    best: dict[tuple[str, str], dict] = {}
-    for r in records:
-        s = r["spec"]
-        if s["stl_task"] is not None or "weights" in s.get("method_kwargs", {}) or s["seed"] != seed:
+def extension_specs(cfg: dict, best: dict) -> list[RunSpec]:
+    """Step 2's extension: for each choice whose learning rate is at the edge of those tried
+    for its (problem, method), the next learning rate past it (x 2 or / 2) on the validation seeds."""
+    specs = []
+    for (problem, method), chosen in best.items():
+        spec = chosen["runs"][0]["spec"]
+        lr, tried = spec["lr"], chosen["lrs"]
+        if len(tried) < 2 or lr not in (tried[0], tried[-1]):
             continue
-        k = (problem_of(s), s["method"])
-        if k not in best or val_score(r, base_val) > val_score(best[k], base_val):
-            best[k] = r
-    return best
+        past = lr * 2 if lr == tried[-1] else lr / 2
+        grid = {k: v for k, v in spec.get("method_kwargs", {}).items()
+                if k not in official_kwargs(method, tuple(spec["tasks"]), lr)}
+        specs += specs_at(cfg, val_seeds(cfg), [past], tasks=tuple(spec["tasks"]), method=method, method_kwargs=grid)
+    return specs
 
 
-def fixed_weights(record: dict) -> dict[str, list[float]]:
-    """Paper C's fixed weights from an SMTO run's per-epoch mean weights: their mean,
-    their EMA (beta 0.9, started at the first epoch) and the last epoch's."""
-    per_epoch = np.asarray([e["weights"] for e in record["epochs"]])
+def fixed_weights(record: dict) -> list[float]:
+    """Paper C's fixed weights ("FwLe0.9") from an SMTO run's per-epoch mean weights: each epoch
+    normalised to sum 1, an EMA with beta 0.9 started at the first epoch, its last value
+    renormalised to sum 1."""
+    per_epoch = np.asarray([e["weights"] for e in record["epochs"]], np.float64)
+    per_epoch = per_epoch / per_epoch.sum(axis=1, keepdims=True)
     ema = per_epoch[0]
     for w in per_epoch[1:]:
         ema = EMA_BETA * ema + (1 - EMA_BETA) * w
-    return {"mean": per_epoch.mean(0).tolist(), "ema": ema.tolist(), "last": per_epoch[-1].tolist()}
+    return (ema / ema.sum()).tolist()
 
 
-def fixed_specs(best: dict, base_val: dict, cfg: dict) -> list[RunSpec]:
-    """Step 4: for the ``fixed_from`` best SMTOs of each problem (non-constant weights)."""
+def fixed_specs(best: dict, cfg: dict) -> list[RunSpec]:
+    """Step 5: for the ``fixed_from`` best SMTOs of each problem (weights not constant)."""
     specs = []
     for problem in cfg["problems"]:
-        smtos = [r for (p, m), r in best.items() if p == problem and m != UNIFORM and r["epochs"]
-                 and "weights" in r["epochs"][0]]
-        smtos.sort(key=lambda r: -val_score(r, base_val))
-        for r in smtos[:cfg["fixed_from"]]:
-            for rule, w in fixed_weights(r).items():
-                specs += [RunSpec.from_record(r["spec"], seed=seed, method="ew", method_kwargs={"weights": w},
-                                              origin=f"{r['spec']['method']}/{rule}") for seed in cfg["seeds"]]
+        smtos = [c for (p, m), c in best.items() if p == problem and m != UNIFORM
+                 and c["runs"][0]["epochs"] and "weights" in c["runs"][0]["epochs"][0]]
+        smtos.sort(key=lambda c: -c["val_dm"])
+        for c in smtos[:cfg["fixed_from"]]:
+            first = min(c["runs"], key=lambda r: r["spec"]["seed"])
+            w = fixed_weights(first)
+            specs += [RunSpec.from_record(first["spec"], seed=seed, method="ew", method_kwargs={"weights": w},
+                                          origin=f"{first['spec']['method']}/FwLe0.9") for seed in cfg["seeds"]]
     return specs
 
 
@@ -196,22 +241,26 @@ def main(argv: list[str] | None = None) -> int:
                           default=WITH_PROBLEMS[0], why="it compares named task sets (paper C's problems)")
     parser.add_argument("--source", choices=SOURCES, default="fashion_mnist",
                         help="items of the canvases: Fashion-MNIST (offline) or MNIST (paper C; needs --data-dir)")
-    parser.add_argument("--problems", nargs="+", default=None, help="task sets to compare (default: all)")
+    parser.add_argument("--problems", nargs="+", default=None, help="task sets to compare (default: the preset's)")
     parser.add_argument("--lrs", nargs="+", type=float, default=None)
     parser.add_argument("--dropouts", nargs="+", type=float, default=None)
     parser.add_argument("--weight-decays", nargs="+", type=float, default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--val-seeds", type=int, default=None,
+                        help="how many of the seeds the grid runs on (configurations are chosen on their mean)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--report-only", action="store_true",
                         help="summarise the runs already in results.jsonl (labelled partial if some are missing)")
     args = parser.parse_args(argv)
     bench = DATASETS[args.dataset]
     cfg = with_overrides(PRESETS[args.preset], args,
-                         ("problems", "lrs", "dropouts", "weight_decays", "seeds", "epochs"))
+                         ("problems", "lrs", "dropouts", "weight_decays", "seeds", "val_seeds", "epochs"))
     cfg["problems"] = cfg["problems"] or list(bench.problems)
     unknown = [p for p in cfg["problems"] if p not in bench.problems]
     if unknown:
         parser.error(f"--problems {' '.join(unknown)}: {args.dataset}'s are {', '.join(bench.problems)}")
+    if not 1 <= cfg["val_seeds"] <= len(cfg["seeds"]):
+        parser.error(f"--val-seeds {cfg['val_seeds']}: between 1 and the number of seeds ({len(cfg['seeds'])})")
     cfg.update(data=dict(cfg["data"], source=args.source, seed=0), dataset=args.dataset, task_sets=bench.problems)
     out = Path(args.out or f"results/uniform_vs_specialized/{args.preset}")
     store = open_store(out)
@@ -227,22 +276,35 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = grid_specs(cfg)
     records = run(specs, "grid")
-    base_val, _ = stl_baselines(records, per_seed=False)
-    best = best_configs(records, base_val, cfg["seeds"][0])
-    for phase, more in (("repeats", [RunSpec.from_record(r["spec"], seed=seed) for r in best.values()
-                                     for seed in cfg["seeds"][1:]]),
-                        ("fixed weights", fixed_specs(best, base_val, cfg))):
+    # the single-task references: their best configurations on the other seeds too
+    stl_more = [RunSpec.from_record(runs[0]["spec"], seed=seed)
+                for runs in stl_configurations(records, val_seeds(cfg)).values() for seed in cfg["seeds"][cfg["val_seeds"]:]]
+    wanted += len(stl_more)
+    records += run(stl_more, "single-task repeats")
+    base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
+    best = best_configs(records, base_val, val_seeds(cfg))
+    for _ in range(cfg["extend"]):
+        more = extension_specs(cfg, best)
+        if not more:
+            break
+        wanted += len(more)
+        records += run(more, "grid extension")
+        best = best_configs(records, base_val, val_seeds(cfg))
+    for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
+                                     for seed in cfg["seeds"][cfg["val_seeds"]:]]),
+                        ("fixed weights", fixed_specs(best, cfg))):
         wanted += len(more)
         records += run(more, phase)
     missing = len(specs) + wanted - len(records)
-    text, figures = report(records, best, cfg)
+    text, figures = report(records, cfg)
     header = (f"# Study C: uniform loss vs specialized optimizers on {bench.title} (preset `{args.preset}`)\n\n"
               f"Items from {args.source}; {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
               f"{bench.unit}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam with coupled L2 weight decay "
               f"{cfg['weight_decays']}, learning rate x 0.95 per epoch; grid: learning rate {cfg['lrs']} x "
-              f"dropout {cfg['dropouts']}; methods and their grids {cfg['methods']}; seeds {cfg['seeds']} "
-              f"(the grid on seed {cfg['seeds'][0]}); fixed weights from the best {cfg['fixed_from']} SMTO(s) "
-              f"per problem; interference every {cfg['every']} steps.\n\n")
+              f"dropout {cfg['dropouts']}{' (extended at its edges)' if cfg['extend'] else ''}; methods and "
+              f"their grids {cfg['methods']}; seeds {cfg['seeds']} (configurations chosen on the mean over "
+              f"{val_seeds(cfg)}); fixed weights from the best {cfg['fixed_from']} SMTO(s) per problem; "
+              f"interference every {cfg['every']} steps.\n\n")
     if missing:
         header += (f"**Partial**: {missing} of the preset's runs had not finished (the grid's missing "
                    "configurations are not candidates; missing seeds shrink the spread).\n\n")

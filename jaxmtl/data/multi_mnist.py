@@ -9,9 +9,17 @@ official one.
 
 Tasks (``TASKS``): classify the left item (``CL``), classify the right item
 (``CR``), reconstruct the left item (``RL``), reconstruct the right item
-(``RR``); paper C trains them in the pairs of ``PAIRS``. *Ours*: a
-reconstruction target is its item alone on the canvas, at its place, resized
-like the input (so input and target share one frame), in [0, 1].
+(``RR``); paper C trains them in the pairs of ``PAIRS``. As paper C's official
+loader (``supervised_experiments/loaders/multi_mnist_loader.py``,
+``datasets.py``): a reconstruction target is the *original* 28x28 item
+(unshifted, unresized), and the batches normalise the canvas and the targets
+alike with MNIST's mean and standard deviation (:data:`MEAN`, :data:`STD`), so
+the reconstruction loss and metric are on that scale.
+
+Departures from the official loader: each item's partner is a random *other*
+item of its split drawn from ``seed`` (the official code draws with replacement,
+fixed by index files in its repository); the items default to Fashion-MNIST
+(offline here).
 
 Sources: ``source='fashion_mnist'`` (default; offline here, found as in
 :func:`jaxmtl.data.load_fashion_mnist`) or ``source='mnist'``, the paper's own
@@ -29,6 +37,7 @@ from jaxmtl.data.fashion_mnist import has_idx_files, load_fashion_mnist, read_id
 
 CANVAS, ITEM, OUT = 36, 28, 28
 OFFSETS = (0, 6)                     # top-left corner of the left and right items
+MEAN, STD = 0.1307, 0.3081           # MNIST's pixel mean and standard deviation (paper C's normalisation)
 TASKS = ("CL", "CR", "RL", "RR")
 PAIRS = {"CL+RR": ("CL", "RR"), "CL+CR": ("CL", "CR"), "RL+RR": ("RL", "RR")}
 VAL_SIZE = 10_000
@@ -42,7 +51,7 @@ MNIST_HOW_TO = ("MNIST IDX files not found in {where}: download train-images-idx
 @dataclass(frozen=True)
 class PairSplit:
     """``images`` uint8 ``(N, 28, 28, 1)``; ``labels`` int32 ``(N, 2)`` (left, right);
-    ``items`` uint8 ``(N, 2, 28, 28)``, each item alone in the input's frame."""
+    ``items`` uint8 ``(N, 2, 28, 28)``, the original left and right items (reconstruction targets)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -78,7 +87,12 @@ def compose(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) ->
         alone[:, k, off:off + ITEM, off:off + ITEM] = images[idx]
     canvas = alone.max(axis=1)
     return PairSplit(_nearest(canvas)[..., None], np.stack([labels[left], labels[right]], 1).astype(np.int32),
-                     _nearest(alone))
+                     np.stack([images[left], images[right]], 1))
+
+
+def normalise(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels as float32 ``(x / 255 - MEAN) / STD`` (paper C's ``Normalize((0.1307,), (0.3081,))``)."""
+    return (pixels.astype(np.float32) / 255.0 - MEAN) / STD
 
 
 def make_multi_mnist(data_dir: str | os.PathLike | None = None, *, source: str = "fashion_mnist",
@@ -108,8 +122,9 @@ def make_multi_mnist(data_dir: str | os.PathLike | None = None, *, source: str =
 
 def pair_batches(split: PairSplit, tasks: tuple[str, ...], batch_size: int,
                  rng: np.random.Generator | None = None, drop_last: bool = True) -> Iterator[dict]:
-    """Yields ``{"image": f32 (B, 28, 28, 1), "labels": i32 (B, 2), "items": f32 (B, 2, 28, 28)}``
-    in [0, 1] (``items`` only when a reconstruction task is asked for)."""
+    """Yields ``{"image": f32 (B, 28, 28, 1), "labels": i32 (B, 2), "items": f32 (B, 2, 28, 28)}``,
+    images and items normalised as ``(x / 255 - MEAN) / STD`` (``items`` only when a
+    reconstruction task is asked for)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     unknown = set(tasks) - set(TASKS)
@@ -121,7 +136,7 @@ def pair_batches(split: PairSplit, tasks: tuple[str, ...], batch_size: int,
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size]
-        batch = {"image": split.images[idx].astype(np.float32) / 255.0, "labels": split.labels[idx]}
+        batch = {"image": normalise(split.images[idx]), "labels": split.labels[idx]}
         if recon:
-            batch["items"] = split.items[idx].astype(np.float32) / 255.0
+            batch["items"] = normalise(split.items[idx])
         yield batch

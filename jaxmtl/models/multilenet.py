@@ -1,14 +1,19 @@
 """MultiLeNet: the shared LeNet encoder with one MLP head per task.
 
-Sener & Koltun (2018), the Multi-MNIST model used by Paper C (Gama & Grassi):
-encoder ``conv5x5(10) - maxpool2 - relu - conv5x5(20) - dropout - maxpool2 -
-relu - dense(50) - relu``; each head ``dense(50) - relu - dense(classes)``.
+Sener & Koltun (2018), the Multi-MNIST model used by Paper C (Gama & Grassi), as
+its official ``models/multi_lenet.py``: encoder ``conv5x5(10) - maxpool2 - relu -
+conv5x5(20) - dropout - maxpool2 - relu - dense(50) - relu``; each head
+``dense(50) - relu - dropout - dense(classes)``. Dropout is element-wise
+(PyTorch's ``nn.Dropout``, which paper C chose over the channel dropout of Sener
+& Koltun's code), one rate for the encoder and every head; at rate 0 it is the
+identity.
 Parameters: ``params["encoder"]`` is shared, ``params["head_<t>"]`` belongs to
 task ``t`` (see :func:`shared_mask`).
 
 :class:`MixedLeNet` has the same encoder with a head per task of either kind,
 ``'classify'`` (the head above) or ``'reconstruct'`` (paper C's reconstruction
-tasks: ``dense(50) - relu - dense(H * W)`` and a sigmoid, an image in [0, 1]).
+tasks: ``dense(256) - relu - dropout - dense(H * W)``, a linear output: the
+targets are normalised images).
 """
 from __future__ import annotations
 
@@ -26,17 +31,19 @@ class Encoder(nn.Module):
     def __call__(self, x, train: bool = False):
         x = nn.relu(nn.max_pool(nn.Conv(10, (5, 5), padding="VALID")(x), (2, 2), (2, 2)))
         x = nn.Conv(20, (5, 5), padding="VALID")(x)
-        x = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = nn.relu(nn.max_pool(x, (2, 2), (2, 2)))
         return nn.relu(nn.Dense(50)(x.reshape((x.shape[0], -1))))
 
 
 class Head(nn.Module):
     num_classes: int
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, z):
-        return nn.Dense(self.num_classes)(nn.relu(nn.Dense(50)(z)))
+    def __call__(self, z, train: bool = False):
+        h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(nn.Dense(50)(z)))
+        return nn.Dense(self.num_classes)(h)
 
 
 class MultiLeNet(nn.Module):
@@ -49,17 +56,19 @@ class MultiLeNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         z = Encoder(self.dropout, name="encoder")(x, train)
-        return jnp.stack([Head(self.num_classes, name=f"head_{t}")(z) for t in range(self.num_tasks)])
+        return jnp.stack([Head(self.num_classes, self.dropout, name=f"head_{t}")(z, train)
+                          for t in range(self.num_tasks)])
 
 
 class Decoder(nn.Module):
     shape: tuple[int, int]
+    dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, z):
+    def __call__(self, z, train: bool = False):
         h, w = self.shape
-        out = nn.Dense(h * w)(nn.relu(nn.Dense(50)(z)))
-        return jax.nn.sigmoid(out).reshape((z.shape[0], h, w))
+        hidden = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(nn.Dense(256)(z)))
+        return nn.Dense(h * w)(hidden).reshape((z.shape[0], h, w))
 
 
 HEAD_KINDS = ("classify", "reconstruct")
@@ -67,8 +76,7 @@ HEAD_KINDS = ("classify", "reconstruct")
 
 class MixedLeNet(nn.Module):
     """Returns a tuple with one output per head: logits ``(B, num_classes)`` for
-    ``'classify'``, an image ``(B, H, W)`` in [0, 1] (``H, W`` of the input) for
-    ``'reconstruct'``."""
+    ``'classify'``, an image ``(B, H, W)`` (``H, W`` of the input) for ``'reconstruct'``."""
 
     heads: tuple[str, ...] = ("classify", "reconstruct")
     num_classes: int = 10
@@ -80,8 +88,8 @@ class MixedLeNet(nn.Module):
         if unknown:
             raise ValueError(f"unknown head kinds {sorted(unknown)}; use {HEAD_KINDS}")
         z = Encoder(self.dropout, name="encoder")(x, train)
-        return tuple(Head(self.num_classes, name=f"head_{t}")(z) if kind == "classify"
-                     else Decoder(x.shape[1:3], name=f"head_{t}")(z)
+        return tuple(Head(self.num_classes, self.dropout, name=f"head_{t}")(z, train) if kind == "classify"
+                     else Decoder(x.shape[1:3], self.dropout, name=f"head_{t}")(z, train)
                      for t, kind in enumerate(self.heads))
 
 

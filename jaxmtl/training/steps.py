@@ -113,8 +113,14 @@ def split_variables(variables: dict) -> tuple[Any, dict]:
 def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation,
                          tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
                          chunk_size: int | str | None = "auto",
-                         probe: Callable[[Any, Any], Any] | None = None):
+                         probe: Callable[[Any, Any], Any] | None = None, previous_batch: bool = False):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
+
+    ``previous_batch=True``: the step is ``step(variables, opt_state, batch, rng,
+    prev_batch)`` and also passes ``tx`` the losses of ``prev_batch`` at the current
+    parameters (one more forward pass in training mode, a fresh dropout draw, batch
+    statistics left as they are) as ``prev_batch_losses=``: FAMO's losses "after" the
+    previous step on that step's own batch, as its official code computes them.
 
     ``probe(task_grads, params) -> pytree``, when given, is evaluated on the step's
     task gradients and the parameters the step starts from, and its value is returned
@@ -141,10 +147,13 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     grads_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
 
     @jax.jit
-    def step(variables, opt_state, batch, rng):
+    def step(variables, opt_state, batch, rng, prev_batch=None):
         params, state = split_variables(variables)
+        extra = {}
+        if previous_batch:
+            extra["prev_batch_losses"] = loss_fn(params, state, prev_batch, jax.random.fold_in(rng, 1))[0]
         (losses, state), task_grads = grads_fn(params, state, batch, rng)
-        updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses)
+        updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses, **extra)
         out = {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
         return out if probe is None else (*out, probe(task_grads, params))
 

@@ -128,7 +128,7 @@ def test_conflicts_from_study(a1, fashion, tmp_path, monkeypatch):
     inside, lower, sentence = conflicts.verdict(record["conflicts"]["overall"])
     assert sentence in (out / "summary.md").read_text()
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    monkeypatch.setattr(conflicts, "train_run", _fail)
+    monkeypatch.setattr(runs, "train_run", _fail)   # the finished run is not trained again
     assert conflicts.main(args) == 0
 
 
@@ -275,6 +275,6 @@ def test_corruptions_takes_the_libmtl_settings_by_name(tmp_path, monkeypatch):
     def stop(*args, **kwargs):
         raise Parsed
 
-    monkeypatch.setattr(corruptions, "make_multi_fashion", stop)
+    monkeypatch.setattr(corruptions, "study_data", stop)
     with pytest.raises(Parsed):
         corruptions.main(["--preset", "tiny", "--methods", "uw_libmtl", "cagrad_libmtl", "--out", str(tmp_path)])
