@@ -84,7 +84,7 @@ def study_data(args: argparse.Namespace, settings: dict, seed: int = 0) -> tuple
             settings["tasks"] = list(tasks)   # in the preset's data settings, so in every run's key
         else:
             fields["tasks"] = tuple(tasks)
-    data = load_dataset(name, args.data_dir, seed=seed, **settings)
+    data = load_dataset(name, args.data_dir, **{"seed": seed, **settings})
     return data, fields
 
 

@@ -41,7 +41,7 @@ from jaxmtl.data import (ATTRIBUTES, TARGETS, Task, attribute_tasks, batches, cl
                          depth_task, instance_task, load_celeba, load_cityscapes, load_nyuv2, load_qm9,
                          make_multi_fashion, make_multi_mnist, normals_task, pair_batches, prefetch,
                          reconstruction_task, regression_tasks, segmentation_task)
-from jaxmtl.data.multi_mnist import PAIRS, TASKS as MULTI_MNIST_TASK_SET
+from jaxmtl.data.multi_mnist import PAIRS, SOURCES, TASKS as MULTI_MNIST_TASK_SET
 from jaxmtl.models import MPNN, DeepLabV3Plus, MixedLeNet, MultiLeNet, ResNetHeads, SegNet, shared_mask
 from jaxmtl.training import make_task_train_step
 
@@ -80,7 +80,12 @@ class Benchmark:
     tasks_in_loader: bool = False
     """``--tasks`` is a loader setting (the loader reads each task's files): part of the data settings."""
     problems: dict = dataclasses.field(default_factory=dict)
-    """Named task sets a study compares (paper C's Multi-MNIST pairs): ``{name: task names}``."""
+    """Named task sets a study compares (paper C's problems): ``{name: task names}``."""
+    sources: tuple[str, ...] = ()
+    """Where the loader's items may come from (its ``source`` setting; first = the study default)."""
+    protocols: dict = dataclasses.field(default_factory=dict)
+    """A study's settings on this data set, by study and preset (paper C's batch, epochs and grids
+    per benchmark): ``{study: {preset: {setting: value}}}``, over the study's own preset."""
     legacy_record: bool = False
     """Records keep the original Multi-Fashion format (``val``/``test`` as ``{"loss": [...],
     "accuracy": [...]}``, no ``directions``/``metrics``): its stores predate the other data sets."""
@@ -186,6 +191,22 @@ def _qm9_batch(batch_size, rng):
             "targets": rng.normal(size=(batch_size, 11)).astype(np.float32)}
 
 
+PAPER_C_CITYSCAPES = {
+    "paper": dict(batch_size=32, epochs=150, lrs=[5e-3, 1e-3, 5e-4, 1e-4], weight_decays=[1e-4, 1e-5, 0.0],
+                  dropouts=[0.0], seeds=[0, 1, 2], val_seeds=1, schedule="exp_decay", problems=["S+D+I"]),
+    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[1e-4], dropouts=[0.0], problems=["S+D+I"]),
+}
+"""Paper C on Cityscapes (``scripts/cityscapes/*.sh``): batch 32, 150 epochs, the learning rate x weight
+decay grid, one run per configuration then two more of the chosen one; the final benchmark's
+segmentation, disparity and instance offsets (R18, 256x512, 19 classes: loader settings)."""
+PAPER_C_QM9 = {
+    "paper": dict(batch_size=120, epochs=300, lrs=[5e-3, 1e-3, 5e-4, 1e-4], weight_decays=[0.0], dropouts=[0.0],
+                  seeds=[0, 1, 2], val_seeds=1, schedule="plateau"),
+    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[0.0], dropouts=[0.0], schedule="plateau"),
+}
+"""Paper C on QM9 (``scripts/QM9/*.sh``): batch 120, 300 epochs, ReduceLROnPlateau(0.7, patience 5,
+min 1e-5), the learning-rate grid, weight decay 0, one run per configuration then two more."""
+
 DATASETS: dict[str, Benchmark] = {
     "multi_fashion": Benchmark(
         title="Multi-Fashion",
@@ -201,12 +222,15 @@ DATASETS: dict[str, Benchmark] = {
         load=_multi_mnist, model=_multi_mnist_model, tasks=_multi_mnist_tasks, batches=_pair_batches,
         input_key="image", archs=("multilenet",), batch_size=256, eval_batch_size=512, draws_subsets=True,
         preset_batch=True, task_names=MULTI_MNIST_TASK_SET,
-        problems={**PAIRS, "CL+CR+RL": ("CL", "CR", "RL")}, unit="canvases", fake_batch=_canvas_batch(28),
+        problems={**PAIRS, "CL+CR+RL": ("CL", "CR", "RL")}, sources=SOURCES, unit="canvases",
+        fake_batch=_canvas_batch(28),
         meta=dict(tasks=MULTI_MNIST_TASKS, num_classes=10)),
     "cityscapes": Benchmark(
         title="Cityscapes",
         load=load_cityscapes, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
         archs=DENSE_ARCHS, batch_size=64, task_names=("segmentation", "depth", "instance"), tasks_in_loader=True,
+        problems={"S+D": ("segmentation", "depth"), "S+D+I": ("segmentation", "depth", "instance")},
+        protocols={"paper_c": PAPER_C_CITYSCAPES},
         fake_batch=_dense_batch(128, 256, 7, False),
         meta=dict(tasks=("segmentation", "depth"), num_classes=7)),
     "nyuv2": Benchmark(
@@ -229,6 +253,7 @@ DATASETS: dict[str, Benchmark] = {
             {"features": 4, "edge_hidden": 4, "steps": 1, "readout_steps": 1} if tiny else {})),
         tasks=lambda data, names=None: regression_tasks(data.tasks, data.std), batches=dense_batches,
         input_key="graph", archs=("mpnn",), batch_size=120, fixed_splits=True, fake_batch=_qm9_batch,
+        problems={"11 targets": TARGETS}, protocols={"paper_c": PAPER_C_QM9},
         meta=dict(tasks=TARGETS, num_classes=0)),
 }
 DEFAULT = next(iter(DATASETS))

@@ -6,7 +6,8 @@ its SGD and signSGD variants), the whole optax chain of a study's run, with
 optional weight decay and learning-rate schedule (:data:`LR_SCHEDULES`:
 ``constant``; ``step``, Paper A's Cityscapes schedule scaled to the run:
 the learning rate halved after 1/3 and 2/3 of the epochs, as after epochs 100
-and 200 of 300; ``exp_decay``, paper C's: times 0.95 after every epoch).
+and 200 of 300; ``exp_decay``, paper C's: times 0.95 after every epoch; ``plateau``,
+paper C's on QM9: times 0.7 after 5 epochs without a lower training loss, down to 1e-5).
 :func:`base_optimizer` is the optimiser alone, for parameters that the model's
 own optimiser trains besides the network (LibMTL's uncertainty weights). The pieces (:func:`jaxmtl.optim.signum`,
 :func:`jaxmtl.optim.adatask`, :func:`jaxmtl.optim.mtl_io`) are in the library.
@@ -25,12 +26,13 @@ MTL_IO = {"mtl_io": "adam", "mtl_io_sgd_momentum": "sgd_momentum",
           "mtl_io_signsgd_momentum": "signsgd_momentum"}
 """MTL-IO optimiser names and the optimiser each task gets."""
 OPTIMIZERS = ("adam", "sgd_momentum", "signsgd_momentum", "adatask", *MTL_IO)
-LR_SCHEDULES = ("constant", "step", "exp_decay")
+LR_SCHEDULES = ("constant", "step", "exp_decay", "plateau")
 EXP_DECAY = 0.95
 """Paper C's learning-rate decay per epoch (``exp_decay``)."""
 
 
-def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedule | None:
+def lr_factor(schedule: str, epochs: int, steps_per_epoch: int,
+              lr: float = 1.0) -> optax.Schedule | optax.GradientTransformationExtraArgs | None:
     """The learning-rate multiplier of ``schedule`` per step (``None`` for ``constant``).
 
     ``step``: Paper A halves the learning rate every 100 epochs of its 300 on
@@ -38,7 +40,11 @@ def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedul
     ``round(epochs / 3)`` and to 1/4 after ``round(2 epochs / 3)`` (a boundary at
     epoch 0 or at the end is dropped: runs of 1 or 2 epochs halve at most once).
     ``exp_decay``: paper C multiplies the learning rate by :data:`EXP_DECAY` after every
-    epoch (``0.95 ** epoch``, constant within an epoch).
+    epoch (``0.95 ** epoch``, constant within an epoch). ``plateau``: paper C's QM9
+    ``ReduceLROnPlateau(factor=0.7, patience=5, min_lr=1e-5)`` as a transformation
+    (``optax.contrib.reduce_on_plateau``) on the training loss averaged over each epoch
+    (the train step passes ``value=``, the summed task losses; paper C steps it with the
+    last batch's); ``lr`` sets its floor.
     """
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose one of {LR_SCHEDULES}")
@@ -48,6 +54,9 @@ def lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> optax.Schedul
         return None
     if schedule == "exp_decay":
         return optax.exponential_decay(1.0, steps_per_epoch, EXP_DECAY, staircase=True)
+    if schedule == "plateau":
+        return optax.contrib.reduce_on_plateau(factor=0.7, patience=5, accumulation_size=steps_per_epoch,
+                                               min_scale=min(1.0, 1e-5 / lr))
     bounds = sorted({round(k * epochs / 3) for k in (1, 2)} - {0, epochs})
     return optax.piecewise_constant_schedule(1.0, {b * steps_per_epoch: 0.5 for b in bounds})
 
@@ -58,8 +67,13 @@ def _shared_optimizers(eps: float) -> dict[str, Callable[[Any], optax.GradientTr
             "signsgd_momentum": signum}
 
 
-def _scaled(tx: optax.GradientTransformation, factor: optax.Schedule | None) -> optax.GradientTransformation:
-    return tx if factor is None else optax.chain(tx, optax.scale_by_schedule(factor))
+def _scaled(tx: optax.GradientTransformation, factor) -> optax.GradientTransformation:
+    """``tx`` times ``factor``: a per-step schedule, or a transformation that scales the update."""
+    if factor is None:
+        return tx
+    if isinstance(factor, optax.GradientTransformation):
+        return optax.chain(tx, factor)
+    return optax.chain(tx, optax.scale_by_schedule(factor))
 
 
 def base_optimizer(name: str, learning_rate: float, *, eps: float = 1e-8,

@@ -280,7 +280,7 @@ class _Steps:
         self.tasks = bench.tasks(data, spec.tasks)
         self.model = bench.model(data, spec.arch or bench.archs[0], spec.tiny, spec.dropout, spec.tasks)
         num_tasks = len(self.tasks)
-        factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data))
+        factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), spec.lr)
         if spec.stl_task is None:
             owners = task_of if weights_heads(spec.method) else None
             own = base_optimizer(spec.optimizer, spec.lr, factor=factor)

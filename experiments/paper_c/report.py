@@ -36,8 +36,9 @@ def label(method: str) -> str:
     return registry.get(method).label
 
 
-def problem_of(spec: dict) -> str:
-    return "+".join(spec["tasks"])
+def problem_of(spec: dict, task_sets: dict) -> str:
+    """The name of a run's problem (its task set) in ``task_sets`` (``{name: task names}``)."""
+    return next(name for name, tasks in task_sets.items() if list(tasks) == list(spec["tasks"]))
 
 
 def is_fixed(spec: dict) -> bool:
@@ -77,7 +78,8 @@ def test_scores(runs: list[dict], base_val: dict, base_test: dict) -> list[dict]
     return out
 
 
-def best_configs(records: list[dict], base_val: dict, seeds: list[int]) -> dict[tuple[str, str], dict]:
+def best_configs(records: list[dict], base_val: dict, seeds: list[int],
+                 task_sets: dict) -> dict[tuple[str, str], dict]:
     """Per (problem, method): the configuration with the best mean validation Δm C over ``seeds``
     (paper C's rule), as ``runs`` (all of its runs, every seed), ``val_dm`` (that mean) and
     ``lrs`` (every learning rate tried for the pair, sorted)."""
@@ -85,7 +87,7 @@ def best_configs(records: list[dict], base_val: dict, seeds: list[int]) -> dict[
     for r in records:
         s = r["spec"]
         if s["stl_task"] is None and not is_fixed(s):
-            candidates.setdefault((problem_of(s), s["method"]), []).append(r)
+            candidates.setdefault((problem_of(s, task_sets), s["method"]), []).append(r)
     best = {}
     for k, runs in candidates.items():
         chosen = best_configuration(runs, lambda r: -val_score(r, base_val), seeds)
@@ -122,7 +124,7 @@ def report(records: list[dict], cfg: dict) -> tuple[str, dict[str, bytes]]:
     seeds = cfg["seeds"][:cfg["val_seeds"]]
     base_val, base_test = stl_baselines(records, rule="config_mean", choose_seeds=seeds)
     metric = {t: primary_metric(r, t) for r in records for t in r["tasks"]}
-    best = best_configs(records, base_val, seeds)
+    best = best_configs(records, base_val, seeds, cfg["task_sets"])
     first = {k: c["runs"][0] for k, c in best.items()}
     problems = [p for p in cfg["problems"] if any(k[0] == p for k in best)]
     scores = {k: test_scores(c["runs"], base_val, base_test) for k, c in best.items()}
@@ -161,7 +163,7 @@ def report(records: list[dict], cfg: dict) -> tuple[str, dict[str, bytes]]:
     lines += ["## Overview: test Δm C (%, ↑) and mean rank per problem\n",
               markdown_table(["method", *problems], overview), ""]
     lines += paper_table(scores)
-    fixed = fixed_scores(records, base_val, base_test, problems)
+    fixed = fixed_scores(records, base_val, base_test, problems, cfg["task_sets"])
     lines += fixed_table(fixed, scores)
     lines += harder_table(problems, methods, means, first)
     lines += ["## Interference (mean over training of mean_t cos(g_t, mean_s g_s), first seed)\n",
@@ -186,21 +188,21 @@ def paper_table(scores: dict) -> list[str]:
             "match a reduced run on other items: the claims below compare orderings and signs.\n"]
 
 
-def fixed_runs(records: list[dict], problem: str) -> dict[str, list[dict]]:
+def fixed_runs(records: list[dict], problem: str, task_sets: dict) -> dict[str, list[dict]]:
     """Fixed-weights runs of ``problem`` by origin (``'<smto>/<rule>'``)."""
     out: dict[str, list[dict]] = {}
     for r in records:
         s = r["spec"]
-        if is_fixed(s) and problem_of(s) == problem:
+        if is_fixed(s) and problem_of(s, task_sets) == problem:
             out.setdefault(s["origin"], []).append(r)
     return out
 
 
-def fixed_scores(records, base_val, base_test, problems) -> dict[tuple[str, str], tuple[list, list]]:
+def fixed_scores(records, base_val, base_test, problems, task_sets) -> dict[tuple[str, str], tuple[list, list]]:
     """``{(problem, '<smto>/<rule>'): (weights, test scores)}`` of the fixed-weights runs."""
     out = {}
     for p in problems:
-        for origin, runs in sorted(fixed_runs(records, p).items()):
+        for origin, runs in sorted(fixed_runs(records, p, task_sets).items()):
             found = test_scores(runs, base_val, base_test)
             if found:
                 out[(p, origin)] = (runs[0]["spec"]["method_kwargs"]["weights"], found)

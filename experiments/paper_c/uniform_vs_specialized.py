@@ -73,12 +73,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import study_parser, with_overrides
-from experiments.datasets import DATASETS, load_dataset
+from experiments.cli import study_data, study_parser, with_overrides
+from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
 from experiments.runs import MODEL_OPTIMIZER, Hook, RunSpec, run_grid
 from experiments.selection import stl_baselines, stl_configurations
+from jaxmtl import metrics as M
+from jaxmtl.data import Task
 from jaxmtl.data.multi_mnist import SOURCES
 from jaxmtl.masking import resolve_mask
 from jaxmtl.method import recorded_weights
@@ -88,6 +90,7 @@ from jaxmtl.training import atomic_write
 WITH_PROBLEMS = tuple(name for name, bench in DATASETS.items() if bench.problems)
 """The data sets that name task sets to compare (paper C's Multi-MNIST)."""
 OPTIMIZER, SCHEDULE = "adam", "exp_decay"
+"""Paper C's optimiser and default learning-rate schedule (a data set's protocol may change it)."""
 PAPER_LRS = [0.01, 0.0075, 0.005, 0.0025, 0.001, 0.00075, 0.0005]
 PAPER_DROPOUTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 PAPER_METHODS = {
@@ -150,13 +153,22 @@ def method_configs(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
 
-def official_kwargs(method: str, tasks: tuple[str, ...], lr: float) -> dict:
+UW_FORMS = {M.cross_entropy: (2.0, 1.0), M.pixel_cross_entropy: (2.0, 1.0), M.binary_cross_entropy: (2.0, 1.0),
+            M.squared_error: (2.0, 2.0), M.l1_depth_loss: (1.0, 1.0), M.l1_offset_loss: (1.0, 1.0)}
+"""UW's ``(p, f)`` per task loss as paper C's ``optimizers/uw.py``: a likelihood ``eta + L e^{-2 eta}``,
+a squared error ``eta + L e^{-2 eta} / 2``, an L1 loss ``eta + L e^{-eta}``."""
+
+
+def official_kwargs(method: str, tasks: tuple[Task, ...], lr: float) -> dict:
     """A method's settings as paper C's code runs it (beside its grid): UW in the per-task
-    form (p = 2; f = 1 for a classification, 2 for a reconstruction, its MSE) with ``eta``
-    trained by the model's optimiser; IMTL's loss scales by Adam at the run's learning rate."""
+    form (:data:`UW_FORMS`) with ``eta`` trained by the model's optimiser; IMTL's loss
+    scales by Adam at the run's learning rate."""
     if method == "uncertainty":
-        return {"powers": [2.0] * len(tasks), "divisors": [1.0 if t.startswith("C") else 2.0 for t in tasks],
-                "optimizer": MODEL_OPTIMIZER}
+        unknown = [t.name for t in tasks if t.loss not in UW_FORMS]
+        if unknown:
+            raise ValueError(f"UW's per-task form has no rule for the losses of tasks {unknown}")
+        forms = [UW_FORMS[t.loss] for t in tasks]
+        return {"powers": [p for p, _ in forms], "divisors": [f for _, f in forms], "optimizer": MODEL_OPTIMIZER}
     if method == "imtl":
         return {"lr": lr}
     return {}
@@ -165,11 +177,12 @@ def official_kwargs(method: str, tasks: tuple[str, ...], lr: float) -> dict:
 def specs_at(cfg: dict, seeds, lrs, **fields) -> list[RunSpec]:
     """The specs of ``lrs`` x dropout x weight decay x ``seeds`` (``fields``: the run's task set and method)."""
     common = dict(epochs=cfg["epochs"], batch_size=cfg["batch_size"], data=cfg["data"], optimizer=OPTIMIZER,
-                  lr_schedule=SCHEDULE, dataset=cfg["dataset"])
+                  lr_schedule=cfg["schedule"], **cfg["fields"])
     grid = fields.pop("method_kwargs", {})
+    tasks = cfg["bench"].tasks(cfg["loaded"], fields["tasks"])
     out = []
     for lr, d, wd, seed in itertools.product(lrs, cfg["dropouts"], cfg["weight_decays"], seeds):
-        kwargs = {**grid, **official_kwargs(fields["method"], fields["tasks"], lr)} if fields["method"] != "stl" else {}
+        kwargs = {**grid, **official_kwargs(fields["method"], tasks, lr)} if fields["method"] != "stl" else {}
         out.append(RunSpec(lr=lr, dropout=d, weight_decay=wd, seed=seed, method_kwargs=kwargs, **common, **fields))
     return out
 
@@ -203,8 +216,8 @@ def extension_specs(cfg: dict, best: dict) -> list[RunSpec]:
         if len(tried) < 2 or lr not in (tried[0], tried[-1]):
             continue
         past = lr * 2 if lr == tried[-1] else lr / 2
-        grid = {k: v for k, v in spec.get("method_kwargs", {}).items()
-                if k not in official_kwargs(method, tuple(spec["tasks"]), lr)}
+        official = official_kwargs(method, cfg["bench"].tasks(cfg["loaded"], tuple(spec["tasks"])), lr)
+        grid = {k: v for k, v in spec.get("method_kwargs", {}).items() if k not in official}
         specs += specs_at(cfg, val_seeds(cfg), [past], tasks=tuple(spec["tasks"]), method=method, method_kwargs=grid)
     return specs
 
@@ -239,8 +252,8 @@ def fixed_specs(best: dict, cfg: dict) -> list[RunSpec]:
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, datasets=WITH_PROBLEMS,
                           default=WITH_PROBLEMS[0], why="it compares named task sets (paper C's problems)")
-    parser.add_argument("--source", choices=SOURCES, default="fashion_mnist",
-                        help="items of the canvases: Fashion-MNIST (offline) or MNIST (paper C; needs --data-dir)")
+    parser.add_argument("--source", choices=SOURCES, default=None,
+                        help="Multi-MNIST's items: fashion_mnist (default, offline) or mnist (paper C; needs --data-dir)")
     parser.add_argument("--problems", nargs="+", default=None, help="task sets to compare (default: the preset's)")
     parser.add_argument("--lrs", nargs="+", type=float, default=None)
     parser.add_argument("--dropouts", nargs="+", type=float, default=None)
@@ -253,19 +266,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="summarise the runs already in results.jsonl (labelled partial if some are missing)")
     args = parser.parse_args(argv)
     bench = DATASETS[args.dataset]
-    cfg = with_overrides(PRESETS[args.preset], args,
-                         ("problems", "lrs", "dropouts", "weight_decays", "seeds", "val_seeds", "epochs"))
+    if getattr(args, "tasks", None):
+        parser.error("--tasks: this study trains its problems' task sets (--problems)")
+    if args.source is not None and not bench.sources:
+        parser.error(f"--source: {args.dataset} has no choice of items")
+    preset = {"schedule": SCHEDULE, **PRESETS[args.preset], **bench.protocols.get("paper_c", {}).get(args.preset, {})}
+    cfg = with_overrides(preset, args, ("problems", "lrs", "dropouts", "weight_decays", "seeds", "val_seeds", "epochs"))
     cfg["problems"] = cfg["problems"] or list(bench.problems)
     unknown = [p for p in cfg["problems"] if p not in bench.problems]
     if unknown:
         parser.error(f"--problems {' '.join(unknown)}: {args.dataset}'s are {', '.join(bench.problems)}")
     if not 1 <= cfg["val_seeds"] <= len(cfg["seeds"]):
         parser.error(f"--val-seeds {cfg['val_seeds']}: between 1 and the number of seeds ({len(cfg['seeds'])})")
-    cfg.update(data=dict(cfg["data"], source=args.source, seed=0), dataset=args.dataset, task_sets=bench.problems)
-    out = Path(args.out or f"results/uniform_vs_specialized/{args.preset}")
+    settings = dict(cfg["data"], seed=0)
+    if bench.sources:
+        settings["source"] = args.source or bench.sources[0]
+    if bench.tasks_in_loader:   # the loader reads every task of the problems
+        settings["tasks"] = list(dict.fromkeys(t for p in cfg["problems"] for t in bench.problems[p]))
+    data, fields = study_data(args, settings)
+    cfg.update(data=settings, fields=fields, task_sets=bench.problems, bench=bench, loaded=data)
+    out = Path(args.out or f"results/uniform_vs_specialized/{args.preset}"
+               + ("" if args.dataset == WITH_PROBLEMS[0] else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    data = load_dataset(args.dataset, args.data_dir, **cfg["data"])
     train, wanted = not args.report_only, 0
     key = lambda s: f"{s.key}-every{cfg['every']}"   # noqa: E731 (the trace's spacing shapes the record)
 
@@ -282,14 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     wanted += len(stl_more)
     records += run(stl_more, "single-task repeats")
     base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
-    best = best_configs(records, base_val, val_seeds(cfg))
+    best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
     for _ in range(cfg["extend"]):
         more = extension_specs(cfg, best)
         if not more:
             break
         wanted += len(more)
         records += run(more, "grid extension")
-        best = best_configs(records, base_val, val_seeds(cfg))
+        best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
     for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
                                      for seed in cfg["seeds"][cfg["val_seeds"]:]]),
                         ("fixed weights", fixed_specs(best, cfg))):
@@ -298,9 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     missing = len(specs) + wanted - len(records)
     text, figures = report(records, cfg)
     header = (f"# Study C: uniform loss vs specialized optimizers on {bench.title} (preset `{args.preset}`)\n\n"
-              f"Items from {args.source}; {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
+              f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"
+              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
               f"{bench.unit}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam with coupled L2 weight decay "
-              f"{cfg['weight_decays']}, learning rate x 0.95 per epoch; grid: learning rate {cfg['lrs']} x "
+              f"{cfg['weight_decays']}, learning-rate schedule `{cfg['schedule']}`; grid: learning rate {cfg['lrs']} x "
               f"dropout {cfg['dropouts']}{' (extended at its edges)' if cfg['extend'] else ''}; methods and "
               f"their grids {cfg['methods']}; seeds {cfg['seeds']} (configurations chosen on the mean over "
               f"{val_seeds(cfg)}); fixed weights from the best {cfg['fixed_from']} SMTO(s) per problem; "

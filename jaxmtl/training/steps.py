@@ -116,6 +116,9 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
                          probe: Callable[[Any, Any], Any] | None = None, previous_batch: bool = False):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
 
+    ``tx`` also gets ``value=``, the summed task losses (for a loss-driven schedule such as
+    ``optax.contrib.reduce_on_plateau``; methods ignore it).
+
     ``previous_batch=True``: the step is ``step(variables, opt_state, batch, rng,
     prev_batch)`` and also passes ``tx`` the losses of ``prev_batch`` at the current
     parameters (one more forward pass in training mode, a fresh dropout draw, batch
@@ -153,7 +156,7 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
         if previous_batch:
             extra["prev_batch_losses"] = loss_fn(params, state, prev_batch, jax.random.fold_in(rng, 1))[0]
         (losses, state), task_grads = grads_fn(params, state, batch, rng)
-        updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses, **extra)
+        updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses, value=jnp.sum(losses), **extra)
         out = {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
         return out if probe is None else (*out, probe(task_grads, params))
 

@@ -103,3 +103,36 @@ def test_official_multilenet_heads():
     b = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)})[1]
     assert not np.allclose(a, b)   # dropout in training, ...
     np.testing.assert_array_equal(model.apply({"params": params}, x)[1], image)   # ... none in evaluation
+
+
+@pytest.mark.slow   # compiles tiny SegNet / MPNN steps for every configuration: about a minute each on 2 cores
+@pytest.mark.parametrize("name", ["cityscapes", "qm9"])
+def test_paper_c_on_its_other_benchmarks_end_to_end_on_fake_files(name, tmp_path, monkeypatch):
+    import json
+
+    import tensorflow_datasets as tfds
+
+    from experiments.paper_c import uniform_vs_specialized as study
+    from tests.fake_datasets import cityscapes_layout, fake_sources
+
+    data = dict(n_train=4, n_val=4, n_test=4)
+    argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--out", str(tmp_path / "out")]
+    if name == "cityscapes":
+        root = cityscapes_layout(tmp_path / "c", hw=(32, 64), n_train=8, n_val=4, instance="ids")
+        argv += ["--data-dir", str(root)]
+        data["val_fraction"] = 0.5
+    monkeypatch.setitem(study.PRESETS, "tiny", dict(study.PRESETS["tiny"], data=data))
+    if name == "qm9":
+        with tfds.testing.mock_data(as_data_source_fn=fake_sources(4)):
+            assert study.main(argv) == 0
+    else:
+        assert study.main(argv) == 0
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    tasks = records[0]["tasks"]
+    assert len(tasks) == (3 if name == "cityscapes" else 11)
+    assert all(r["spec"]["dataset"] == name and r["spec"]["tiny"] for r in records)
+    uw_like = [r for r in records if r["spec"]["method"] == "imtl"]
+    assert uw_like and uw_like[0]["spec"]["method_kwargs"] == {"lr": 1e-3}
+    assert records[0]["spec"]["lr_schedule"] == ("plateau" if name == "qm9" else "exp_decay")
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Single-task references" in text and "MR (↓)" in text
