@@ -144,7 +144,7 @@ def test_studies_refuse_other_datasets_saying_why(study, capsys):
     with pytest.raises(SystemExit):
         study.main(["--dataset", "nyuv2"])
     err = capsys.readouterr().err
-    allowed = "multi_mnist" if study is uniform_vs_specialized else "multi_fashion"
+    allowed = "multi_mnist, cityscapes, qm9" if study is uniform_vs_specialized else "multi_fashion"
     assert "--dataset nyuv2" in err and (f"{allowed} only" in err or "takes no --dataset" in err)
     if study is corruptions:
         assert "36x36 grayscale" in err
