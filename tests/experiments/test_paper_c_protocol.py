@@ -25,8 +25,8 @@ def test_uw_per_task_form_step_and_fixed_point():
     # eta = 0: w = 1 / f, and one SGD step on d/deta = 1 - p L w
     np.testing.assert_allclose(update, (1.0 + 0.5) * np.ones(3), rtol=1e-6)
     np.testing.assert_allclose(state.log_var, -0.1 * (1 - np.array([2 * 0.5 * 1.0, 2 * 2.0 * 0.5])), rtol=1e-6)
-    for _ in range(2000):
-        _, state = tx.update(grads, state, losses=losses)
+    many = jax.jit(lambda st: jax.lax.fori_loop(0, 2000, lambda i, st: tx.update(grads, st, losses=losses)[1], st))
+    state = many(state)
     # the root of 1 = p L w: w = 1 / (p L), Kendall et al.'s sigma^2 = L (likelihood) or f L (MSE)
     np.testing.assert_allclose(state.weights, [1.0, 0.25], rtol=1e-4)
     with pytest.raises(ValueError, match="both powers and divisors"):
