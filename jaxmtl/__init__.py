@@ -20,17 +20,17 @@ from jaxmtl.aggregators import (CDTTState, DBMTLState, ExcessMTLState, GradDropS
                                 rotograd_weights, sdmgrad, upgrad, upgrad_weights)
 from jaxmtl.aggregators.rotograd import (RotoGradStepState, make_rotograd_step, rotate, rotation_loss,
                                          rotation_matrices)
-from jaxmtl.gramian import (CosineForm, ScaledGramian, combine, cosine_form, cross_gramian, gramian,
+from jaxmtl.gramians import (CosineForm, ScaledGramian, combine, cosine_form, cross_gramian, gramian,
                             num_tasks, scaled_gramian)
 from jaxmtl.gramian_path import weighted_value_and_grad
 from jaxmtl.heads_jacobian import value_and_jacobian_by_heads
-from jaxmtl.jacobian import jacobian, representation_gramian, value_and_jacobian
+from jaxmtl.jacobians import jacobian, representation_gramian, value_and_jacobian
 from jaxmtl.layerwise import Dense, layerwise_value_and_gramian, layerwise_weighted_value_and_grad
 from jaxmtl.masking import path_mask, resolve_mask
-from jaxmtl.method import (WeightsState, find_method_state, method, method_state, recorded_weights,
+from jaxmtl.protocol import (WeightsState, find_method_state, method, method_state, recorded_weights,
                            weighted_method)
 from jaxmtl.optim import adatask, mtl_io, per_task, signum
-from jaxmtl.partition import PartitionState, partition
+from jaxmtl.partitioning import PartitionState, partition
 from jaxmtl.weighting import (AutoLambdaState, DWAState, FAMOState, GradNormState, IMTLLState, RLWState,
                               UncertaintyState, auto_lambda, dwa, famo, geometric_mean, gradnorm, imtl_l, linear,
                               rlw, scale_invariant, stch, uncertainty, uw_optimal, uw_so)

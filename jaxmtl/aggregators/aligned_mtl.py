@@ -7,8 +7,8 @@ import optax
 
 from jaxmtl._checks import one_of
 from jaxmtl.aggregators._dual_cone import preference
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 
 SCALE_MODES = ("min", "median", "rmse")
 

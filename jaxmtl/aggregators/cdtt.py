@@ -9,8 +9,8 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators.edm import weights_from_cosines
-from jaxmtl.gramian import CosineForm, ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import CosineForm, ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 
 WINDOW = 10
 """Updates in the sliding window of gradient norms (the official ``MAX_BATCH_ITER``)."""

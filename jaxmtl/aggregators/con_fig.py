@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 
 
 def con_fig_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Array = 1e-4) -> jax.Array:

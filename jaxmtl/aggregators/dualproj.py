@@ -6,8 +6,8 @@ import optax
 
 from jaxmtl._checks import check
 from jaxmtl.aggregators._dual_cone import preference, project
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 
 
 def dualproj_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = None, *,

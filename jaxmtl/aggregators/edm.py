@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check
-from jaxmtl.gramian import CosineForm, ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import CosineForm, ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 from jaxmtl.solvers import simplex_qp
 
 

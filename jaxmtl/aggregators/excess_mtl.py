@@ -9,8 +9,8 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._buffers import check_buffer, stacked_zeros
-from jaxmtl.gramian import combine
-from jaxmtl.method import method, method_state, no_skips
+from jaxmtl.gramians import combine
+from jaxmtl.protocol import method, method_state, no_skips
 
 
 @method_state

@@ -6,8 +6,8 @@ import optax
 
 from jaxmtl._checks import as_float, check
 from jaxmtl.aggregators._fair import fair_solution, fair_weights
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 
 
 def fairgrad_weights(gramian: jax.Array | ScaledGramian, *, alpha: float | jax.Array = 1.0,

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_count
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 
 
 def gradvac_weights(gramian: jax.Array | ScaledGramian, targets: jax.Array, key: jax.Array, *,

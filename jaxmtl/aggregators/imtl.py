@@ -9,8 +9,8 @@ import optax
 
 from jaxmtl._checks import check, task_count
 from jaxmtl.aggregators.imtl_g import imtl_g_weights
-from jaxmtl.gramian import ScaledGramian, as_scaled
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, as_scaled
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 from jaxmtl.weighting._losses import inner_optimizer
 
 

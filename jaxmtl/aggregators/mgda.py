@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, one_of
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
 from jaxmtl.solvers import simplex_qp
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")

@@ -9,8 +9,8 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._buffers import cast_like, check_buffer, scale_rows, stacked_zeros
-from jaxmtl.gramian import combine, scaled_gramian, task_grad_norms
-from jaxmtl.method import initial_weights, method, method_state, no_skips
+from jaxmtl.gramians import combine, scaled_gramian, task_grad_norms
+from jaxmtl.protocol import initial_weights, method, method_state, no_skips
 
 
 @method_state

@@ -6,8 +6,8 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._extra_batches import extra_cross_gramian
-from jaxmtl.gramian import combine
-from jaxmtl.method import WeightsState, initial_weights, method, no_skips
+from jaxmtl.gramians import combine
+from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
 
 
 def modo(gamma: float = 1e-3, *, rho: float = 0.1,
@@ -33,7 +33,7 @@ def modo(gamma: float = 1e-3, *, rho: float = 0.1,
       num_tasks: the number of tasks (required: the weights are state).
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.method.WeightsState`.
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.protocol.WeightsState`.
     """
     check("gamma", gamma, lambda v: v >= 0, "non-negative")
     check("rho", rho, lambda v: v >= 0, "non-negative")

@@ -9,8 +9,8 @@ import optax
 
 from jaxmtl._checks import as_float, check, static_int, task_count
 from jaxmtl.aggregators._fair import fair_solution, fair_weights
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 
 
 def nash_mtl_weights(gramian: jax.Array | ScaledGramian, *, max_norm: float | jax.Array = 1.0,

@@ -10,7 +10,7 @@ from jaxmtl.data.idx import read_idx, write_idx
 from jaxmtl.data.multi_fashion import MultiFashion, Split, batches, make_multi_fashion, overlay
 from jaxmtl.data.multi_mnist import MultiMNIST, PairSplit, make_multi_mnist, pair_batches
 from jaxmtl.data.nyuv2 import load_nyuv2
-from jaxmtl.data.prefetch import prefetch
+from jaxmtl.data.prefetching import prefetch
 from jaxmtl.data.qm9 import QM9, TARGETS, load_qm9, molecule_graph
 from jaxmtl.data.tasks import (Task, attribute_tasks, classification_tasks, depth_task, instance_task,
                                normals_task, regression_tasks, segmentation_task)

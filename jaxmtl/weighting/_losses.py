@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.method import weighted_method
+from jaxmtl.protocol import weighted_method
 
 TINY = 1e-12  # floor on losses before dividing by or taking the log of them
 

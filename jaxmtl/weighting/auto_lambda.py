@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, task_count
-from jaxmtl.gramian import combine, cross_gramian
-from jaxmtl.jacobian import value_and_jacobian
-from jaxmtl.method import find_method_state, method_state, no_skips, weighted_method
+from jaxmtl.gramians import combine, cross_gramian
+from jaxmtl.jacobians import value_and_jacobian
+from jaxmtl.protocol import find_method_state, method_state, no_skips, weighted_method
 from jaxmtl.weighting._losses import inner_optimizer
 
 

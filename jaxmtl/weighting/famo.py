@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check, task_count, task_vector
-from jaxmtl.gramian import num_tasks as _num_tasks
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import num_tasks as _num_tasks
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 
 
 @method_state

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_count
-from jaxmtl.gramian import task_grad_norms
+from jaxmtl.gramians import task_grad_norms
 from jaxmtl.masking import Mask, resolve_mask
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 from jaxmtl.weighting._losses import inner_optimizer, positive
 
 

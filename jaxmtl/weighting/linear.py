@@ -9,7 +9,7 @@ import numpy as np
 import optax
 
 from jaxmtl._checks import concrete, one_of, task_count, task_vector
-from jaxmtl.method import WeightsState, initial_weights, no_skips, weighted_method
+from jaxmtl.protocol import WeightsState, initial_weights, no_skips, weighted_method
 
 REDUCTIONS = ("sum", "mean")
 

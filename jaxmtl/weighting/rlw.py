@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, one_of, task_count
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.gramian import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
+from jaxmtl.gramians import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
 
 _STATE_TYPES: set[type] = set()
 
