@@ -26,12 +26,7 @@ def test_the_walk_covers_the_core_and_the_extras():
         assert name in SUBMODULES
 
 
-# the method packages re-export their factories under the modules' names until the registration rework
-_PENDING = ("jaxmtl.aggregators.", "jaxmtl.weighting.")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True)) if n.startswith(_PENDING)
-                                  and not n.rpartition(".")[2].startswith("_") else n for n in SUBMODULES])
+@pytest.mark.parametrize("name", SUBMODULES)
 def test_no_attribute_shadows_a_submodule(name):
     module = importlib.import_module(name)
     parent, _, short = name.rpartition(".")

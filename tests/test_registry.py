@@ -24,12 +24,63 @@ def test_readme_methods_table_is_the_registrys():
         "regenerate the table: python -c 'import jaxmtl; print(jaxmtl.registry.markdown_table())'"
 
 
+METHOD_MODULES = [*weighting.METHOD_MODULES, *aggregators.METHOD_MODULES]
+
+
+def _factory_names(module):
+    """The method factories a module defines: its functions named like the module."""
+    return {name for name in module.__all__ if name == module.__name__.rpartition(".")[2]}
+
+
 def test_every_exported_factory_is_registered():
-    exported = {name for name in aggregators.__all__ + weighting.__all__
-                if not name.endswith(("_weights", "State"))}
+    exported = set().union(*(_factory_names(m) for m in METHOD_MODULES))
     assert exported == {f.__name__ for f in FACTORIES}
-    for name in exported:
-        assert getattr(jaxmtl, name) is getattr(aggregators if name in aggregators.__all__ else weighting, name)
+
+
+def test_every_entry_is_a_top_level_factory():
+    for m in registry.entries():
+        assert getattr(jaxmtl, m.factory.__name__) is m.factory, m.name
+        assert m.factory.__name__ in jaxmtl.__all__
+        if m.weights is not None:
+            assert getattr(jaxmtl, m.weights.__name__) is m.weights, m.name
+            assert m.weights.__module__ == m.factory.__module__, f"{m.name}: weights from another file"
+
+
+@pytest.mark.parametrize("module", METHOD_MODULES, ids=lambda m: m.__name__)
+def test_each_method_file_registers_exactly_its_method(module):
+    short = module.__name__.rpartition(".")[2]
+    mine = [m for m in registry.entries() if m.factory.__module__ == module.__name__]
+    assert mine, f"{module.__name__} registers nothing: decorate {short} with jaxmtl.registry.register"
+    assert {m.factory for m in mine} == {getattr(module, short)}
+    # what the file exports is what jaxmtl exports, from this file
+    for name in module.__all__:
+        assert getattr(jaxmtl, name) is getattr(module, name)
+        assert getattr(getattr(module, name), "__module__", module.__name__) == module.__name__
+
+
+def test_the_method_packages_list_every_method_file():
+    import pkgutil
+    for package in (aggregators, weighting):
+        files = {i.name for i in pkgutil.iter_modules(package.__path__) if not i.name.startswith("_")}
+        listed = [m.__name__.rpartition(".")[2] for m in package.METHOD_MODULES]
+        assert sorted(listed) == sorted(files), f"add the new file to {package.__name__}.METHOD_MODULES"
+        assert len(set(listed)) == len(listed)
+
+
+def test_registry_order_is_the_method_modules_order():
+    rank = {m.__name__: i for i, m in enumerate(METHOD_MODULES)}
+    order = [rank[m.factory.__module__] for m in registry.entries()]
+    assert order == sorted(order)
+    assert [m.name for m in registry.entries()][:3] == ["ew", "mean", "uncertainty"]
+
+
+def test_register_keeps_stacked_order_and_refuses_duplicates():
+    assert [m.name for m in registry.entries() if m.factory is jaxmtl.mgda] == \
+        ["mgda", "mgda_l2", "mgda_loss_plus"]
+    with pytest.raises(ValueError, match="'upgrad' is registered twice"):
+        registry.register("upgrad", "UPGrad", "gramian", "2024")(lambda **_: None)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        registry.register("x", "X", "other", "2024")
 
 
 def test_registry_lookups():

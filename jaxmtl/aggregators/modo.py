@@ -8,8 +8,12 @@ from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._extra_batches import extra_cross_gramian
 from jaxmtl.gramians import combine
 from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["modo"]
 
 
+@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=True)
 def modo(gamma: float = 1e-3, *, rho: float = 0.1,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoDo: multi-objective gradient with double sampling.

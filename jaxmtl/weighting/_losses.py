@@ -18,6 +18,12 @@ def positive(losses: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.abs(losses), TINY)
 
 
+def inverse_loss_weights(losses: jax.Array) -> jax.Array:
+    """``1 / L_t``, the weights of the sum of log losses (losses floored at 1e-12): SI's
+    and UW-O's."""
+    return 1.0 / positive(losses)
+
+
 def loss_weighting(weights_from_losses: Callable[[jax.Array], jax.Array], *, name: str,
                    num_tasks: Any = None) -> optax.GradientTransformationExtraArgs:
     """A stateless method whose weights are a function of the losses only."""
