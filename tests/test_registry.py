@@ -115,7 +115,7 @@ def test_help_shows_the_method_documentation():
 
 CORE_ONLY = textwrap.dedent("""
     import sys
-    for name in ("flax", "tensorflow_datasets", "tensorflow", "matplotlib", "tqdm", "torch"):
+    for name in ("flax", "tensorflow_datasets", "tensorflow", "matplotlib", "tqdm", "torch", "orbax"):
         sys.modules[name] = None          # any import of them now fails
     snippet = sys.stdin.read()
     exec(compile(snippet, "README.md", "exec"), {})
@@ -124,7 +124,8 @@ CORE_ONLY = textwrap.dedent("""
 
 
 def test_the_core_does_not_import_scipy():
-    # scipy comes with jax itself, so it cannot be blocked above: the core must not use it
+    # scipy comes with jax itself (jaxlib solves with its LAPACK on CPU), so it cannot be blocked above:
+    # the core must not use it
     core = [p for p in (ROOT / "jaxmtl").rglob("*.py")
             if p.relative_to(ROOT / "jaxmtl").parts[0] not in ("data", "models", "training", "analysis")]
     assert core and not [p for p in core if re.search(r"^\s*(import|from) scipy", p.read_text(), re.M)]
@@ -136,3 +137,34 @@ def test_readme_usage_runs_as_written_with_the_core_only():
     out = subprocess.run([sys.executable, "-c", CORE_ONLY], input=snippet, cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+EXTRA_PARTS = textwrap.dedent("""
+    import sys
+    for name in sys.argv[1:]:
+        sys.modules[name] = None          # any import of them now fails
+    import jaxmtl, jaxmtl.analysis        # the core, and the analysis tools (jax and numpy only)
+    for part in ("data", "models", "training", "metrics"):
+        try:
+            __import__("jaxmtl." + part)
+        except ImportError as err:
+            print(part, "|", err.name, "|", err)
+        else:
+            print(part, "| imported")
+""")
+
+
+@pytest.mark.parametrize("blocked", [("flax", "scipy", "tensorflow_datasets", "matplotlib", "tqdm", "orbax",
+                                      "tensorflow"), ("orbax",)], ids=["none", "all-but-orbax"])
+def test_the_extra_parts_name_the_extra_when_it_is_missing(blocked):
+    out = subprocess.run([sys.executable, "-c", EXTRA_PARTS, *blocked], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = dict(line.split(" | ", 1) for line in out.stdout.strip().splitlines())
+    assert sorted(lines) == ["data", "metrics", "models", "training"]
+    for part, message in lines.items():
+        name, _, text = message.partition(" | ")
+        assert name == blocked[0], (part, message)
+        assert f"jaxmtl.{part} needs the 'experiments' extra" in text
+        assert "pip install 'jaxmtl[experiments]'" in text
+        assert f"missing: {', '.join(b for b in blocked if b != 'tensorflow')})" in text

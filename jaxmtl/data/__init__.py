@@ -1,6 +1,10 @@
 """Data sets: Multi-Fashion (embedded default), Multi-MNIST, the Fashion-MNIST reader behind them,
 corruptions; the papers' benchmarks (Cityscapes, NYUv2, CelebA, QM9), their tasks, and a
 prefetching batch iterator."""
+from jaxmtl._extras import require_extra
+
+require_extra(__name__)
+
 from jaxmtl.data.celeba import ATTRIBUTES, load_celeba
 from jaxmtl.data.cityscapes import load_cityscapes
 from jaxmtl.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt, corrupt_random
