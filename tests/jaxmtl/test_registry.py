@@ -14,7 +14,7 @@ import pytest
 import jaxmtl
 from jaxmtl import aggregators, registry, weighting
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 FACTORIES = sorted({m.factory for m in registry.entries()}, key=lambda f: f.__name__)
 
