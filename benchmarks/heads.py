@@ -19,7 +19,7 @@ import optax
 
 import jaxmtl
 from benchmarks.common import median_time, mlp_problem
-from jaxmtl.jacobian import resolve_chunk
+from jaxmtl.jacobians import resolve_chunk
 
 SHARED = {"trunk": True, "heads": False}
 

@@ -20,7 +20,7 @@ import optax
 
 from jaxmtl.masking import Mask
 from jaxmtl.optim import adatask, mtl_io, signum
-from jaxmtl.partition import partition
+from jaxmtl.partitioning import partition
 
 MTL_IO = {"mtl_io": "adam", "mtl_io_sgd_momentum": "sgd_momentum",
           "mtl_io_signsgd_momentum": "signsgd_momentum"}

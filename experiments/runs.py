@@ -37,7 +37,7 @@ from jaxmtl import registry
 from experiments.datasets import DEFAULT, get as get_dataset
 from jaxmtl.data import prefetch
 from jaxmtl.data.tasks import higher_is_better
-from jaxmtl.method import recorded_weights
+from jaxmtl.protocol import recorded_weights
 from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator

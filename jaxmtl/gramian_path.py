@@ -18,8 +18,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.gramian import gramian
-from jaxmtl.jacobian import split_vjp, stacked_vjp
+from jaxmtl.gramians import gramian
+from jaxmtl.jacobians import split_vjp, stacked_vjp
 from jaxmtl.masking import Mask, resolve_mask
 
 

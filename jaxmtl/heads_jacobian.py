@@ -26,7 +26,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.jacobian import resolve_chunk
+from jaxmtl.jacobians import resolve_chunk
 from jaxmtl.masking import Mask, resolve_mask
 
 

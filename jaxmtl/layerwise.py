@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.gramian import gramian
+from jaxmtl.gramians import gramian
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 ROUTES = ("auto", "activations", "parameters")

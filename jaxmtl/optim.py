@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import num_tasks as _num_tasks
+from jaxmtl.gramians import num_tasks as _num_tasks
 from jaxmtl.masking import Mask
-from jaxmtl.partition import partition
+from jaxmtl.partitioning import partition
 from jaxmtl.weighting.linear import linear
 
 

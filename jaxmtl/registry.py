@@ -8,6 +8,20 @@ benchmarks, the property tests and the README's methods table all read it::
     tx = jaxmtl.registry.build("nash_mtl", num_tasks=3)
     [m.name for m in jaxmtl.registry.entries(kind="gramian")]
 
+An entry is written where its method is, by :func:`register` on the factory
+(stacked for several configurations of one factory, listed in registry order
+from the top)::
+
+    @register("mgda", "MGDA", "gramian", "Désidéri 2012; Sener & Koltun 2018",
+              weights=mgda_weights, non_conflicting=True, scale="linear", one_task_identity=True)
+    @register("mgda_l2", "MGDA (l2)", "gramian", "Sener & Koltun 2018",
+              kwargs={"normalization": "l2"}, weights=mgda_weights, ...)
+    def mgda(normalization="none", *, reg=1e-6, num_tasks=None): ...
+
+The method packages (``jaxmtl.weighting``, then ``jaxmtl.aggregators``) import
+their method modules in the order they list them; that import order is the
+registry's order (and the README table's).
+
 Kinds:
 
 * ``'gramian'``: a weighting of the Gramian ``G = J J^T`` (public ``weights``
@@ -41,15 +55,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import optax
 
-from jaxmtl import aggregators as agg
-from jaxmtl import weighting as lw
-
 KINDS = ("gramian", "gradient", "coordinate", "loss")
 _STRUCTURAL = {"num_tasks", "seed", "layer", "optimizer"}
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -102,100 +114,36 @@ class MethodInfo:
         return f"{self.factory.__name__}({', '.join(params)})"
 
 
-def _entries() -> dict[str, MethodInfo]:
-    g, loss = "gramian", "loss"
-    rows = [
-        MethodInfo("ew", "EW", lw.linear, loss, "Kurin et al. 2022; Elich et al. 2023",
-                   scale="linear", one_task_identity=True),
-        MethodInfo("mean", "Unit. Scal.", lw.linear, loss, "Kurin et al. 2022; Gama & Grassi 2025",
-                   kwargs={"reduction": "mean"}, scale="linear", one_task_identity=True),
-        MethodInfo("mgda", "MGDA", agg.mgda, g, "Désidéri 2012; Sener & Koltun 2018",
-                   weights=agg.mgda_weights, non_conflicting=True, scale="linear", one_task_identity=True),
-        MethodInfo("mgda_l2", "MGDA (l2)", agg.mgda, g, "Sener & Koltun 2018", kwargs={"normalization": "l2"},
-                   weights=agg.mgda_weights, scale="linear", one_task_identity=True, full_rank_only=True),
-        MethodInfo("mgda_loss_plus", "MGDA (loss+)", agg.mgda, g, "Sener & Koltun 2018",
-                   kwargs={"normalization": "loss+"}, weights=agg.mgda_weights, needs_losses=True,
-                   scale="linear", one_task_identity=True, full_rank_only=True),
-        MethodInfo("edm", "EDM", agg.edm, g, "Katrutsa et al. 2020", weights=agg.edm_weights,
-                   non_conflicting=True, scale="linear", task_scale="direction", one_task_identity=True,
-                   full_rank_only=True),
-        MethodInfo("cdtt", "CDTT", agg.cdtt, g, "Nakamura et al. 2022", weights=agg.cdtt_weights,
-                   needs_losses=True, needs_num_tasks=True, permutation=None, one_task_identity=True,
-                   full_rank_only=True),
-        MethodInfo("pcgrad", "PCGrad", agg.pcgrad, g, "Yu et al. 2020", weights=agg.pcgrad_weights,
-                   random=True, scale="linear", permutation="distribution", one_task_identity=True),
-        MethodInfo("upgrad", "UPGrad", agg.upgrad, g, "Quinton & Rey 2024", weights=agg.upgrad_weights,
-                   non_conflicting=True, scale="linear", one_task_identity=True),
-        MethodInfo("dualproj", "DualProj", agg.dualproj, g, "Quinton & Rey 2024",
-                   weights=agg.dualproj_weights, non_conflicting=True, scale="linear", one_task_identity=True),
-        MethodInfo("imtl_g", "IMTL-G", agg.imtl_g, g, "Liu et al. 2021", weights=agg.imtl_g_weights,
-                   scale="linear", task_scale="direction", one_task_identity=True, full_rank_only=True),
-        MethodInfo("imtl", "IMTL", agg.imtl, g, "Liu et al. 2021", weights=agg.imtl_weights,
-                   needs_losses=True, needs_num_tasks=True, scale="linear", task_scale="direction",
-                   one_task_identity=True, full_rank_only=True),
-        MethodInfo("aligned_mtl", "Aligned-MTL", agg.aligned_mtl, g, "Senushkin et al. 2023",
-                   weights=agg.aligned_mtl_weights, scale="linear", one_task_identity=True,
-                   full_rank_only=True),
-        MethodInfo("con_fig", "ConFIG", agg.con_fig, g, "Liu et al. 2024", weights=agg.con_fig_weights,
-                   scale="linear", task_scale="direction", one_task_identity=True, full_rank_only=True),
-        MethodInfo("cagrad", "CAGrad", agg.cagrad, g, "Liu et al. 2021", weights=agg.cagrad_weights,
-                   scale="linear"),
-        MethodInfo("nash_mtl", "Nash-MTL", agg.nash_mtl, g, "Navon et al. 2022",
-                   weights=agg.nash_mtl_weights, non_conflicting=True, scale="invariant",
-                   task_scale="invariant", full_rank_only=True),
-        MethodInfo("fairgrad", "FairGrad", agg.fairgrad, g, "Ban & Ji 2024", weights=agg.fairgrad_weights,
-                   non_conflicting=True, scale="invariant", task_scale="invariant", full_rank_only=True),
-        MethodInfo("rotograd", "RotoGrad (scaling)", agg.rotograd, g, "Javaloy & Valera 2022",
-                   weights=agg.rotograd_weights, needs_num_tasks=True, scale="linear", task_scale="direction",
-                   one_task_identity=True),
-        MethodInfo("graddrop", "GradDrop", agg.graddrop, "coordinate", "Chen et al. 2020", random=True,
-                   permutation="distribution", one_task_identity=True),
-        MethodInfo("gradvac", "GradVac", agg.gradvac, g, "Wang et al. 2021", weights=agg.gradvac_weights,
-                   needs_num_tasks=True, random=True, scale="linear", permutation="distribution",
-                   one_task_identity=True),
-        MethodInfo("moco", "MoCo", agg.moco, "gradient", "Fernando et al. 2023", needs_losses=True,
-                   needs_num_tasks=True),
-        MethodInfo("db_mtl", "DB-MTL", agg.db_mtl, "gradient", "Lin et al. 2023", needs_losses=True,
-                   needs_num_tasks=True, task_scale="invariant"),
-        MethodInfo("excess_mtl", "ExcessMTL", agg.excess_mtl, "gradient", "He et al. 2024",
-                   needs_num_tasks=True, scale="linear", one_task_identity=True),
-        MethodInfo("sdmgrad", "SDMGrad", agg.sdmgrad, "gradient", "Xiao et al. 2023", needs_num_tasks=True,
-                   extra_batches=True),
-        MethodInfo("modo", "MoDo", agg.modo, "gradient", "Chen et al. 2023", needs_num_tasks=True,
-                   extra_batches=True),
-        MethodInfo("uncertainty", "UW", lw.uncertainty, loss, "Kendall et al. 2018", needs_losses=True,
-                   needs_num_tasks=True, scale="linear"),
-        MethodInfo("uw_optimal", "UW-O", lw.uw_optimal, loss, "Elich et al. 2023", needs_losses=True,
-                   scale="linear", task_scale="invariant"),
-        MethodInfo("uw_so", "UW-SO", lw.uw_so, loss, "Kirchdorfer et al. 2024", needs_losses=True,
-                   scale="linear", one_task_identity=True),
-        MethodInfo("imtl_l", "IMTL-L", lw.imtl_l, loss, "Liu et al. 2021", needs_losses=True,
-                   needs_num_tasks=True, scale="linear", one_task_identity=True),
-        MethodInfo("dwa", "DWA", lw.dwa, loss, "Liu et al. 2019", needs_losses=True, needs_num_tasks=True,
-                   scale="linear", one_task_identity=True),
-        MethodInfo("gradnorm", "GradNorm", lw.gradnorm, loss, "Chen et al. 2018", needs_losses=True,
-                   needs_num_tasks=True, scale="linear", one_task_identity=True),
-        MethodInfo("famo", "FAMO", lw.famo, loss, "Liu et al. 2023", needs_losses=True, needs_num_tasks=True,
-                   scale="linear", one_task_identity=True),
-        MethodInfo("auto_lambda", "Auto-Lambda", lw.auto_lambda, loss, "Liu et al. 2022",
-                   needs_num_tasks=True, extra_args=("val_grad",), scale="linear"),
-        MethodInfo("geometric_mean", "GLS", lw.geometric_mean, loss, "Chennupati et al. 2019",
-                   needs_losses=True, scale="linear", one_task_identity=True),
-        MethodInfo("stch", "STCH", lw.stch, loss, "Lin et al. 2024", needs_losses=True, scale="linear",
-                   one_task_identity=True),
-        MethodInfo("scale_invariant", "SI", lw.scale_invariant, loss, "Navon et al. 2022; Gama & Grassi 2025",
-                   needs_losses=True, scale="linear", task_scale="invariant"),
-        MethodInfo("rlw", "RLW", lw.rlw, loss, "Lin et al. 2022", random=True, permutation="distribution",
-                   one_task_identity=True),
-        MethodInfo("rlw_dirichlet", "RLW (Dirichlet)", lw.rlw, loss, "Lin et al. 2022",
-                   kwargs={"distribution": "dirichlet"}, random=True, permutation="distribution",
-                   one_task_identity=True),
-    ]
-    return {m.name: m for m in rows}
+METHODS: dict[str, MethodInfo] = {}
+"""Every registered method by name, in registration order."""
 
 
-METHODS: dict[str, MethodInfo] = _entries()
-"""Every registered method by name."""
+def register(name: str, label: str, kind: str, paper: str, **fields: Any) -> Callable[[_F], _F]:
+    """Decorator: registers the decorated factory as the entry ``name`` (see
+    :class:`MethodInfo` for ``fields``) and returns it unchanged.
+
+    Registrations stacked on one factory keep their top-to-bottom order in the
+    registry (decorators run bottom-up: each goes in before the factory's
+    entries registered so far). A name registered twice is a ``ValueError``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def decorate(factory: _F) -> _F:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is registered twice ({METHODS[name].factory.__module__} "
+                             f"and {factory.__module__})")
+        info = MethodInfo(name, label, factory, kind, paper, **fields)
+        rows = list(METHODS.values())
+        at = len(rows)
+        while at > 0 and rows[at - 1].factory is factory:
+            at -= 1
+        rows.insert(at, info)
+        METHODS.clear()
+        METHODS.update((m.name, m) for m in rows)
+        return factory
+
+    return decorate
 
 
 def get(name: str) -> MethodInfo:

@@ -24,7 +24,7 @@ import optax
 
 from jaxmtl._checks import check, task_count
 from jaxmtl.masking import Mask, resolve_mask
-from jaxmtl.method import all_finite
+from jaxmtl.protocol import all_finite
 
 
 class SkipNonfiniteState(NamedTuple):

@@ -5,7 +5,7 @@ aggregator docstrings, for tests that check jaxmtl's float32 answers. Nothing he
 imports jax or jaxmtl. The answers are the methods' *exact* mathematical definitions,
 without the ridges / trace normalisations / iteration budgets that the library adds
 for conditioning, and they stay accurate (about 1e-13 to 1e-10 relative, see
-``tests/test_exact.py``) when the task-gradient norms differ by 1e12.
+``tests/jaxmtl/test_exact.py``) when the task-gradient norms differ by 1e12.
 
 Conventions
 -----------

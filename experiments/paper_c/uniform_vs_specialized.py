@@ -90,7 +90,7 @@ from jaxmtl import metrics as M
 from jaxmtl.data import Task
 from jaxmtl.data.multi_mnist import SOURCES
 from jaxmtl.masking import resolve_mask
-from jaxmtl.method import recorded_weights
+from jaxmtl.protocol import recorded_weights
 from jaxmtl.models import shared_mask
 from jaxmtl.training import atomic_write
 

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.gramian import update_dtype
+from jaxmtl.gramians import update_dtype
 
 
 def stacked_zeros(params: Any, t: int, name: str) -> Any:
@@ -33,5 +33,5 @@ def check_buffer(name: str, buffer: Any, task_grads: Any) -> None:
 
 
 def cast_like(update: Any, task_grads: Any) -> Any:
-    """The update in the dtypes an update of ``task_grads`` has (see :func:`jaxmtl.gramian.update_dtype`)."""
+    """The update in the dtypes an update of ``task_grads`` has (see :func:`jaxmtl.gramians.update_dtype`)."""
     return jax.tree.map(lambda u, g: u.astype(update_dtype(g.dtype)), update, task_grads)

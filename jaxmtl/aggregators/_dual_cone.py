@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmtl._checks import as_float, check, task_vector
-from jaxmtl.gramian import CosineForm
+from jaxmtl.gramians import CosineForm
 from jaxmtl.solvers import nonneg_qp
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.gramian import cross_gramian, max_abs, num_tasks as _num_tasks
+from jaxmtl.gramians import cross_gramian, max_abs, num_tasks as _num_tasks
 
 
 def extra_cross_gramian(extra: dict[str, Any], t: int, name: str) -> tuple[jax.Array, jax.Array]:

@@ -1,7 +1,7 @@
 """The alpha-fair weights shared by Nash-MTL (alpha = 1) and FairGrad, in cosine form.
 
 ``w > 0`` with ``(G w)_t = w_t^(-p)``, ``p = 1/alpha``. With ``G = s^2 N C N``
-(:class:`jaxmtl.gramian.CosineForm`) the substitution ``w_t = (s n_t)^(-k) z_t``,
+(:class:`jaxmtl.gramians.CosineForm`) the substitution ``w_t = (s n_t)^(-k) z_t``,
 ``k = 2/(1+p)``, leaves ``(C (e z))_t / e_t = z_t^(-p)`` with
 ``e_t = n_t^((p-1)/(p+1))``, which :func:`jaxmtl.solvers.power_root` solves with
 every row of order one: the norms enter only through known powers, applied in
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmtl._checks import as_float
-from jaxmtl.gramian import CosineForm
+from jaxmtl.gramians import CosineForm
 from jaxmtl.solvers import power_root
 
 

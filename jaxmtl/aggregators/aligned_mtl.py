@@ -7,8 +7,11 @@ import optax
 
 from jaxmtl._checks import one_of
 from jaxmtl.aggregators._dual_cone import preference
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["aligned_mtl", "aligned_mtl_weights"]
 
 SCALE_MODES = ("min", "median", "rmse")
 
@@ -38,6 +41,8 @@ def aligned_mtl_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | No
     return s * (v * inv_sqrt) @ (v.T @ preference(pref, t))
 
 
+@register("aligned_mtl", "Aligned-MTL", "gramian", "Senushkin et al. 2023", weights=aligned_mtl_weights,
+          scale="linear", one_task_identity=True, full_rank_only=True)
 def aligned_mtl(scale_mode: str = "min", *, pref: jax.Array | None = None,
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Aligned-MTL: align the principal components of the task Jacobian.

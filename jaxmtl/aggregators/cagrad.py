@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
 from jaxmtl.solvers import simplex_qp
+
+__all__ = ["cagrad", "cagrad_weights"]
 
 RESCALES = (0, 1, 2)
 
@@ -63,6 +66,7 @@ def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array =
     return (b + lam * w) / divisor
 
 
+@register("cagrad", "CAGrad", "gramian", "Liu et al. 2021", weights=cagrad_weights, scale="linear")
 def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 40, reg: float = 1e-6,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """CAGrad: conflict-averse gradient descent.

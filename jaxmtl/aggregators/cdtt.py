@@ -9,8 +9,11 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators.edm import weights_from_cosines
-from jaxmtl.gramian import CosineForm, ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import CosineForm, ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["CDTTState", "cdtt", "cdtt_weights"]
 
 WINDOW = 10
 """Updates in the sliding window of gradient norms (the official ``MAX_BATCH_ITER``)."""
@@ -91,6 +94,8 @@ class CDTTState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("cdtt", "CDTT", "gramian", "Nakamura et al. 2022", weights=cdtt_weights, needs_losses=True,
+          needs_num_tasks=True, permutation=None, one_task_identity=True, full_rank_only=True)
 def cdtt(alpha: float = 0.3, *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """CDTT: the central (EDM) direction pulled by task tensioners.

@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["con_fig", "con_fig_weights"]
 
 
 def con_fig_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Array = 1e-4) -> jax.Array:
@@ -24,6 +27,8 @@ def con_fig_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Ar
     return jnp.where(ok, (along / jnp.where(ok, norm2, 1.0)) * cf.from_units(y), 0.0)
 
 
+@register("con_fig", "ConFIG", "gramian", "Liu et al. 2024", weights=con_fig_weights, scale="linear",
+          task_scale="direction", one_task_identity=True, full_rank_only=True)
 def con_fig(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ConFIG: the conflict-free direction, scaled by the sum of the projections.
 

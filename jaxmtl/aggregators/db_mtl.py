@@ -9,9 +9,12 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._buffers import cast_like, check_buffer, scale_rows, stacked_zeros
-from jaxmtl.gramian import combine, task_grad_norms
-from jaxmtl.method import method, method_state, no_skips
+from jaxmtl.gramians import combine, task_grad_norms
+from jaxmtl.protocol import method, method_state, no_skips
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import positive
+
+__all__ = ["DBMTLState", "db_mtl"]
 
 
 @method_state
@@ -24,6 +27,8 @@ class DBMTLState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("db_mtl", "DB-MTL", "gradient", "Lin et al. 2023", needs_losses=True, needs_num_tasks=True,
+          task_scale="invariant")
 def db_mtl(beta: float = 0.9, *, beta_sigma: float = 0.5,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DB-MTL: dual balancing of loss scales (log losses) and gradient magnitudes.

@@ -6,8 +6,11 @@ import optax
 
 from jaxmtl._checks import check
 from jaxmtl.aggregators._dual_cone import preference, project
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["dualproj", "dualproj_weights"]
 
 
 def dualproj_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = None, *,
@@ -17,6 +20,8 @@ def dualproj_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None 
     return project(cf, preference(pref, cf.cos.shape[0]), reg)
 
 
+@register("dualproj", "DualProj", "gramian", "Quinton & Rey 2024", weights=dualproj_weights,
+          non_conflicting=True, scale="linear", one_task_identity=True)
 def dualproj(pref: jax.Array | None = None, *, reg: float = 1e-4,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DualProj: the preference-weighted gradient projected onto the dual cone.

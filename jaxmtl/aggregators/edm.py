@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check
-from jaxmtl.gramian import CosineForm, ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import CosineForm, ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
 from jaxmtl.solvers import simplex_qp
+
+__all__ = ["edm", "edm_weights"]
 
 
 def unit_weights(cf: CosineForm, reg: float | jax.Array = 1e-6) -> jax.Array:
@@ -36,6 +39,8 @@ def weights_from_cosines(cf: CosineForm, reg: float | jax.Array = 1e-6) -> jax.A
     return jnp.where(jnp.all(cf.alive), w, jax.nn.one_hot(dead, t, dtype=jnp.float32))
 
 
+@register("edm", "EDM", "gramian", "Katrutsa et al. 2020", weights=edm_weights, non_conflicting=True,
+          scale="linear", task_scale="direction", one_task_identity=True, full_rank_only=True)
 def edm(*, reg: float = 1e-6, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """EDM: the equiangular direction method, along the bisector of the unit task gradients.
 

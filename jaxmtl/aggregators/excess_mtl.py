@@ -9,8 +9,11 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._buffers import check_buffer, stacked_zeros
-from jaxmtl.gramian import combine
-from jaxmtl.method import method, method_state, no_skips
+from jaxmtl.gramians import combine
+from jaxmtl.protocol import method, method_state, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["ExcessMTLState", "excess_mtl"]
 
 
 @method_state
@@ -24,6 +27,8 @@ class ExcessMTLState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("excess_mtl", "ExcessMTL", "gradient", "He et al. 2024", needs_num_tasks=True, scale="linear",
+          one_task_identity=True)
 def excess_mtl(robust_step_size: float = 1e-2, *,
                num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ExcessMTL: weight the tasks by their estimated excess risk.

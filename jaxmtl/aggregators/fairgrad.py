@@ -6,8 +6,11 @@ import optax
 
 from jaxmtl._checks import as_float, check
 from jaxmtl.aggregators._fair import fair_solution, fair_weights
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["fairgrad", "fairgrad_weights"]
 
 
 def fairgrad_weights(gramian: jax.Array | ScaledGramian, *, alpha: float | jax.Array = 1.0,
@@ -19,6 +22,8 @@ def fairgrad_weights(gramian: jax.Array | ScaledGramian, *, alpha: float | jax.A
     return fair_weights(cf, fair_solution(cf, p, reg, num_iters), p)
 
 
+@register("fairgrad", "FairGrad", "gramian", "Ban & Ji 2024", weights=fairgrad_weights, non_conflicting=True,
+          scale="invariant", task_scale="invariant", full_rank_only=True)
 def fairgrad(alpha: float = 1.0, *, num_iters: int = 20, reg: float = 1e-6,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """FairGrad: alpha-fair resource allocation between the tasks.

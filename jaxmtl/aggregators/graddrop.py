@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check, task_count
-from jaxmtl.gramian import update_dtype
-from jaxmtl.method import method, method_state, no_skips
+from jaxmtl.gramians import update_dtype
+from jaxmtl.protocol import method, method_state, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["GradDropState", "graddrop"]
 
 
 @method_state
@@ -21,6 +24,8 @@ class GradDropState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("graddrop", "GradDrop", "coordinate", "Chen et al. 2020", random=True, permutation="distribution",
+          one_task_identity=True)
 def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradDrop: drop each coordinate's gradients of the minority sign, at random.
@@ -36,7 +41,7 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
     (pass representation gradients to reproduce the paper's placement).
     Coordinate-wise, so it exposes no Gramian weighting and records no task
     weights. A NaN or infinite gradient coordinate stays non-finite in the
-    update (so the step is skipped, see :mod:`jaxmtl.method`), with or without
+    update (so the step is skipped, see :mod:`jaxmtl.protocol`), with or without
     ``jit``.
 
     Args:

@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_count
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["GradVacState", "gradvac", "gradvac_weights"]
 
 
 def gradvac_weights(gramian: jax.Array | ScaledGramian, targets: jax.Array, key: jax.Array, *,
@@ -55,6 +58,8 @@ class GradVacState(NamedTuple):
     skipped: jax.Array     # i32[]: non-finite steps skipped
 
 
+@register("gradvac", "GradVac", "gramian", "Wang et al. 2021", weights=gradvac_weights, needs_num_tasks=True,
+          random=True, scale="linear", permutation="distribution", one_task_identity=True)
 def gradvac(beta: float = 0.5, *, seed: int = 0,
             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradVac: steer pairwise gradient similarities towards their running targets.

@@ -9,9 +9,12 @@ import optax
 
 from jaxmtl._checks import check, task_count
 from jaxmtl.aggregators.imtl_g import imtl_g_weights
-from jaxmtl.gramian import ScaledGramian, as_scaled
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, as_scaled
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import inner_optimizer
+
+__all__ = ["IMTLState", "imtl", "imtl_weights"]
 
 
 def imtl_weights(gramian: jax.Array | ScaledGramian, *, log_scale: jax.Array | None = None,
@@ -46,6 +49,9 @@ class IMTLState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("imtl", "IMTL", "gramian", "Liu et al. 2021", weights=imtl_weights, needs_losses=True,
+          needs_num_tasks=True, scale="linear", task_scale="direction", one_task_identity=True,
+          full_rank_only=True)
 def imtl(lr: float = 1e-3, *, rcond: float = 1e-4, optimizer: optax.GradientTransformation | None = None,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL: IMTL-L's learned loss scales with IMTL-G's equal projections (the hybrid).

@@ -6,8 +6,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["imtl_g", "imtl_g_weights"]
 
 
 def imtl_g_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Array = 1e-4) -> jax.Array:
@@ -21,6 +24,8 @@ def imtl_g_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Arr
     return jnp.where(ok, v / jnp.where(ok, total, 1.0), 0.0)
 
 
+@register("imtl_g", "IMTL-G", "gramian", "Liu et al. 2021", weights=imtl_g_weights, scale="linear",
+          task_scale="direction", one_task_identity=True, full_rank_only=True)
 def imtl_g(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL-G: the update with equal projections on every task's unit gradient.
 

@@ -6,9 +6,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, one_of
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
 from jaxmtl.solvers import simplex_qp
+
+__all__ = ["mgda", "mgda_weights"]
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -40,6 +43,13 @@ def mgda_weights(gramian: jax.Array | ScaledGramian, *, normalization: str = "no
     return jnp.where(jnp.all(alive), w, jax.nn.one_hot(dead, t))
 
 
+@register("mgda", "MGDA", "gramian", "Désidéri 2012; Sener & Koltun 2018", weights=mgda_weights,
+          non_conflicting=True, scale="linear", one_task_identity=True)
+@register("mgda_l2", "MGDA (l2)", "gramian", "Sener & Koltun 2018", kwargs={"normalization": "l2"},
+          weights=mgda_weights, scale="linear", one_task_identity=True, full_rank_only=True)
+@register("mgda_loss_plus", "MGDA (loss+)", "gramian", "Sener & Koltun 2018",
+          kwargs={"normalization": "loss+"}, weights=mgda_weights, needs_losses=True, scale="linear",
+          one_task_identity=True, full_rank_only=True)
 def mgda(normalization: str = "none", *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MGDA: the min-norm point of the convex hull of the task gradients.

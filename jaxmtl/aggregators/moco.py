@@ -9,8 +9,11 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._buffers import cast_like, check_buffer, scale_rows, stacked_zeros
-from jaxmtl.gramian import combine, scaled_gramian, task_grad_norms
-from jaxmtl.method import initial_weights, method, method_state, no_skips
+from jaxmtl.gramians import combine, scaled_gramian, task_grad_norms
+from jaxmtl.protocol import initial_weights, method, method_state, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["MoCoState", "moco"]
 
 
 @method_state
@@ -23,6 +26,7 @@ class MoCoState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("moco", "MoCo", "gradient", "Fernando et al. 2023", needs_losses=True, needs_num_tasks=True)
 def moco(beta: float = 0.5, *, beta_sigma: float = 0.5, gamma: float = 0.1, gamma_sigma: float = 0.5,
          rho: float = 0.0, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoCo: multi-objective gradient with bias correction by tracking.

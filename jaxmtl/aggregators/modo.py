@@ -6,10 +6,14 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._extra_batches import extra_cross_gramian
-from jaxmtl.gramian import combine
-from jaxmtl.method import WeightsState, initial_weights, method, no_skips
+from jaxmtl.gramians import combine
+from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["modo"]
 
 
+@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=True)
 def modo(gamma: float = 1e-3, *, rho: float = 0.1,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoDo: multi-objective gradient with double sampling.
@@ -33,7 +37,7 @@ def modo(gamma: float = 1e-3, *, rho: float = 0.1,
       num_tasks: the number of tasks (required: the weights are state).
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.method.WeightsState`.
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.protocol.WeightsState`.
     """
     check("gamma", gamma, lambda v: v >= 0, "non-negative")
     check("rho", rho, lambda v: v >= 0, "non-negative")

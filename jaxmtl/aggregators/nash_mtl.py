@@ -9,8 +9,11 @@ import optax
 
 from jaxmtl._checks import as_float, check, static_int, task_count
 from jaxmtl.aggregators._fair import fair_solution, fair_weights
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["NashMTLState", "nash_mtl", "nash_mtl_weights"]
 
 
 def nash_mtl_weights(gramian: jax.Array | ScaledGramian, *, max_norm: float | jax.Array = 1.0,
@@ -49,6 +52,8 @@ class NashMTLState(NamedTuple):
     skipped: jax.Array              # i32[]: non-finite steps skipped
 
 
+@register("nash_mtl", "Nash-MTL", "gramian", "Navon et al. 2022", weights=nash_mtl_weights,
+          non_conflicting=True, scale="invariant", task_scale="invariant", full_rank_only=True)
 def nash_mtl(max_norm: float = 1.0, *, update_weights_every: int = 1, warm_start: bool = False,
              num_iters: int = 20, reg: float = 1e-6,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:

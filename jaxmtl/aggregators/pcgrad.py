@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import one_of, task_count
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["PCGradState", "pcgrad", "pcgrad_weights"]
 
 REDUCTIONS = ("sum", "mean")
 
@@ -48,6 +51,8 @@ class PCGradState(NamedTuple):
     skipped: jax.Array              # i32[]: non-finite steps skipped
 
 
+@register("pcgrad", "PCGrad", "gramian", "Yu et al. 2020", weights=pcgrad_weights, random=True,
+          scale="linear", permutation="distribution", one_task_identity=True)
 def pcgrad(*, reduction: str = "sum", seed: int = 0,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """PCGrad: project each task gradient off the gradients it conflicts with.

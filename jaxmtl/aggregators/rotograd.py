@@ -22,8 +22,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check, one_of, task_count
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["RotoGradState", "RotoGradStepState", "make_rotograd_step", "rotate", "rotation_loss",
+           "rotation_matrices", "rotograd", "rotograd_weights"]
 
 PARAMETRIZATIONS = ("expm", "cayley")
 
@@ -58,6 +62,8 @@ class RotoGradState(NamedTuple):
     skipped: jax.Array          # i32[]: non-finite steps skipped
 
 
+@register("rotograd", "RotoGrad (scaling)", "gramian", "Javaloy & Valera 2022", weights=rotograd_weights,
+          needs_num_tasks=True, scale="linear", task_scale="direction", one_task_identity=True)
 def rotograd(burn_in: int = 20, *, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """RotoGrad's gradient-magnitude homogenisation.
 

@@ -7,10 +7,14 @@ import optax
 
 from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._extra_batches import extra_cross_gramian
-from jaxmtl.gramian import combine
-from jaxmtl.method import WeightsState, initial_weights, method, no_skips
+from jaxmtl.gramians import combine
+from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
+from jaxmtl.registry import register
+
+__all__ = ["sdmgrad"]
 
 
+@register("sdmgrad", "SDMGrad", "gradient", "Xiao et al. 2023", needs_num_tasks=True, extra_batches=True)
 def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentum: float = 0.5,
             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """SDMGrad: stochastic direction-oriented multi-objective gradient descent.
@@ -37,7 +41,7 @@ def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentu
       num_tasks: the number of tasks (required: the weights are state).
 
     Returns:
-      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.method.WeightsState`.
+      An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.protocol.WeightsState`.
     """
     check("lamda", lamda, lambda v: v >= 0, "non-negative")
     check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")

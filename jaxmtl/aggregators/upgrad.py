@@ -6,8 +6,11 @@ import optax
 
 from jaxmtl._checks import check
 from jaxmtl.aggregators._dual_cone import preference, project_each
-from jaxmtl.gramian import ScaledGramian, cosine_form
-from jaxmtl.method import gramian_method
+from jaxmtl.gramians import ScaledGramian, cosine_form
+from jaxmtl.protocol import gramian_method
+from jaxmtl.registry import register
+
+__all__ = ["upgrad", "upgrad_weights"]
 
 
 def upgrad_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = None, *,
@@ -18,6 +21,8 @@ def upgrad_weights(gramian: jax.Array | ScaledGramian, pref: jax.Array | None = 
     return (p * cf.norms) @ project_each(cf, reg)
 
 
+@register("upgrad", "UPGrad", "gramian", "Quinton & Rey 2024", weights=upgrad_weights, non_conflicting=True,
+          scale="linear", one_task_identity=True)
 def upgrad(pref: jax.Array | None = None, *, reg: float = 1e-4,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UPGrad: each task gradient projected onto the dual cone of all, then summed.

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmtl.analysis._examples import mean_and_spread, per_task, scaled_examples
-from jaxmtl.gramian import num_tasks
+from jaxmtl.gramians import num_tasks
 
 CONVENTIONS = ("step", "gradient")
 

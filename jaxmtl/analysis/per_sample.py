@@ -6,7 +6,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxmtl.jacobian import split_vjp, stacked_vjp
+from jaxmtl.jacobians import split_vjp, stacked_vjp
 from jaxmtl.masking import Mask
 
 

@@ -1,4 +1,8 @@
 """Task losses and metrics of the papers' benchmarks; every metric declares whether higher is better."""
+from jaxmtl._extras import require_extra
+
+require_extra(__name__)
+
 from jaxmtl.metrics.base import Metric, masked_mean, valid_mask
 from jaxmtl.metrics.classification import accuracy, binary_accuracy, binary_cross_entropy, cross_entropy
 from jaxmtl.metrics.depth import abs_error, l1_depth_loss, rel_error

@@ -2,6 +2,10 @@
 MultiLeNet/MixedLeNet, SegNet, DeepLabV3+, the CelebA ResNet and the QM9 MPNN (Flax), and
 Paper A's toy. :func:`shared_mask` and :func:`task_of` fit all of them; the benchmark models'
 ``encode``/``decode`` methods split them at the shared representation."""
+from jaxmtl._extras import require_extra
+
+require_extra(__name__)
+
 from jaxmtl.models.deeplab import DeepLabV3Plus
 from jaxmtl.models.mpnn import MPNN
 from jaxmtl.models.multilenet import MixedLeNet, MultiLeNet, shared_mask, task_of

@@ -1,4 +1,8 @@
 """Training utilities: jitted steps, metrics, crash-safe results."""
+from jaxmtl._extras import require_extra
+
+require_extra(__name__)
+
 from jaxmtl.training.metrics import delta_m
 from jaxmtl.training.results import ResultStore, atomic_write
 from jaxmtl.training.steps import (classification_losses, evaluate, evaluate_tasks, make_eval_step,

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from jaxmtl.data.tasks import Task, select
-from jaxmtl.jacobian import value_and_jacobian
+from jaxmtl.jacobians import value_and_jacobian
 from jaxmtl.masking import Mask
 
 

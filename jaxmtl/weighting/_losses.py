@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.method import weighted_method
+from jaxmtl.protocol import weighted_method
 
 TINY = 1e-12  # floor on losses before dividing by or taking the log of them
 
@@ -16,6 +16,12 @@ TINY = 1e-12  # floor on losses before dividing by or taking the log of them
 def positive(losses: jax.Array) -> jax.Array:
     """Losses floored at :data:`TINY` (a loss of 0 would give an infinite weight)."""
     return jnp.maximum(jnp.abs(losses), TINY)
+
+
+def inverse_loss_weights(losses: jax.Array) -> jax.Array:
+    """``1 / L_t``, the weights of the sum of log losses (losses floored at 1e-12): SI's
+    and UW-O's."""
+    return 1.0 / positive(losses)
 
 
 def loss_weighting(weights_from_losses: Callable[[jax.Array], jax.Array], *, name: str,

@@ -21,10 +21,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, task_count
-from jaxmtl.gramian import combine, cross_gramian
-from jaxmtl.jacobian import value_and_jacobian
-from jaxmtl.method import find_method_state, method_state, no_skips, weighted_method
+from jaxmtl.gramians import combine, cross_gramian
+from jaxmtl.jacobians import value_and_jacobian
+from jaxmtl.protocol import find_method_state, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import inner_optimizer
+
+__all__ = ["AutoLambdaState", "auto_lambda", "auto_lambda_fd_grad", "auto_lambda_grad",
+           "make_auto_lambda_step", "virtual_step"]
 
 
 def auto_lambda_grad(task_grads: Any, val_grad: Any, *, virtual_lr: float | jax.Array = 1.0) -> jax.Array:
@@ -84,6 +88,8 @@ class AutoLambdaState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("auto_lambda", "Auto-Lambda", "loss", "Liu et al. 2022", needs_num_tasks=True,
+          extra_args=("val_grad",), scale="linear")
 def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.GradientTransformation | None = None,
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Auto-Lambda: task weights learned by a one-step look-ahead on held-out data.

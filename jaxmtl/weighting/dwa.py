@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_count
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import positive
+
+__all__ = ["DWAState", "dwa"]
 
 
 @method_state
@@ -24,6 +27,8 @@ class DWAState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("dwa", "DWA", "loss", "Liu et al. 2019", needs_losses=True, needs_num_tasks=True, scale="linear",
+          one_task_identity=True)
 def dwa(temperature: float = 2.0, *, steps_per_epoch: int = 1,
         num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DWA: dynamic weight average.

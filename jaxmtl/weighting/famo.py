@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import check, task_count, task_vector
-from jaxmtl.gramian import num_tasks as _num_tasks
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.gramians import num_tasks as _num_tasks
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["FAMOState", "famo"]
 
 
 @method_state
@@ -24,6 +27,8 @@ class FAMOState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("famo", "FAMO", "loss", "Liu et al. 2023", needs_losses=True, needs_num_tasks=True, scale="linear",
+          one_task_identity=True)
 def famo(gamma: float = 1e-3, *, lr: float = 0.025, min_losses: jax.Array | None = None,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """FAMO: fast adaptive multitask optimisation.

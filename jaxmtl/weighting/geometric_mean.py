@@ -5,7 +5,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import loss_weighting, positive
+
+__all__ = ["geometric_mean"]
 
 
 def geometric_mean_weights(losses: jax.Array) -> jax.Array:
@@ -15,6 +18,8 @@ def geometric_mean_weights(losses: jax.Array) -> jax.Array:
     return gm / (pos.shape[0] * pos)
 
 
+@register("geometric_mean", "GLS", "loss", "Chennupati et al. 2019", needs_losses=True, scale="linear",
+          one_task_identity=True)
 def geometric_mean(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GLS: the geometric mean of the task losses.
 

@@ -8,10 +8,13 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_count
-from jaxmtl.gramian import task_grad_norms
+from jaxmtl.gramians import task_grad_norms
 from jaxmtl.masking import Mask, resolve_mask
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import inner_optimizer, positive
+
+__all__ = ["GradNormState", "gradnorm"]
 
 
 @method_state
@@ -26,6 +29,8 @@ class GradNormState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("gradnorm", "GradNorm", "loss", "Chen et al. 2018", needs_losses=True, needs_num_tasks=True,
+          scale="linear", one_task_identity=True)
 def gradnorm(alpha: float = 1.5, *, lr: float = 1e-3, layer: Mask = None,
              optimizer: optax.GradientTransformation | None = None,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:

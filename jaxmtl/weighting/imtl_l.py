@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import inner_optimizer
+
+__all__ = ["IMTLLState", "imtl_l"]
 
 
 @method_state
@@ -22,6 +25,8 @@ class IMTLLState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("imtl_l", "IMTL-L", "loss", "Liu et al. 2021", needs_losses=True, needs_num_tasks=True,
+          scale="linear", one_task_identity=True)
 def imtl_l(lr: float = 1e-3, *, optimizer: optax.GradientTransformation | None = None,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL-L: the loss-balancing half of Impartial MTL.

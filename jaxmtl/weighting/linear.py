@@ -9,11 +9,17 @@ import numpy as np
 import optax
 
 from jaxmtl._checks import concrete, one_of, task_count, task_vector
-from jaxmtl.method import WeightsState, initial_weights, no_skips, weighted_method
+from jaxmtl.protocol import WeightsState, initial_weights, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["linear"]
 
 REDUCTIONS = ("sum", "mean")
 
 
+@register("ew", "EW", "loss", "Kurin et al. 2022; Elich et al. 2023", scale="linear", one_task_identity=True)
+@register("mean", "Unit. Scal.", "loss", "Kurin et al. 2022; Gama & Grassi 2025",
+          kwargs={"reduction": "mean"}, scale="linear", one_task_identity=True)
 def linear(weights: Sequence[float] | jax.Array | None = None, *, reduction: str = "sum",
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Fixed task weights: EW, unit scalarisation, or any fixed weighting.

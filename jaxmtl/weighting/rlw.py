@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, one_of, task_count
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
+
+__all__ = ["RLWState", "rlw"]
 
 DISTRIBUTIONS = ("normal", "dirichlet")
 
@@ -22,6 +25,10 @@ class RLWState(NamedTuple):
     skipped: jax.Array              # i32[]: non-finite steps skipped
 
 
+@register("rlw", "RLW", "loss", "Lin et al. 2022", random=True, permutation="distribution",
+          one_task_identity=True)
+@register("rlw_dirichlet", "RLW (Dirichlet)", "loss", "Lin et al. 2022", kwargs={"distribution": "dirichlet"},
+          random=True, permutation="distribution", one_task_identity=True)
 def rlw(distribution: str = "normal", *, alpha: float = 1.0, seed: int = 0,
         num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """RLW: random loss weighting.

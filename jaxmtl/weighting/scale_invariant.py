@@ -1,17 +1,16 @@
 """SI: the sum of log losses (scale-invariant loss)."""
 from __future__ import annotations
 
-import jax
 import optax
 
-from jaxmtl.weighting._losses import loss_weighting, positive
+from jaxmtl.registry import register
+from jaxmtl.weighting._losses import inverse_loss_weights, loss_weighting
+
+__all__ = ["scale_invariant"]
 
 
-def inverse_loss_weights(losses: jax.Array) -> jax.Array:
-    """``1 / L_t``, the weights of the sum of log losses (losses floored at 1e-12)."""
-    return 1.0 / positive(losses)
-
-
+@register("scale_invariant", "SI", "loss", "Navon et al. 2022; Gama & Grassi 2025", needs_losses=True,
+          scale="linear", task_scale="invariant")
 def scale_invariant(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """SI: the sum of log losses.
 

@@ -8,9 +8,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import as_float, check, task_vector
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import loss_weighting
 
+__all__ = ["stch"]
 
+
+@register("stch", "STCH", "loss", "Lin et al. 2024", needs_losses=True, scale="linear",
+          one_task_identity=True)
 def stch(mu: float = 1.0, *, pref: Sequence[float] | jax.Array | None = None,
          ideal: Sequence[float] | jax.Array | None = None,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:

@@ -8,8 +8,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count, task_vector
-from jaxmtl.method import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import inner_optimizer
+
+__all__ = ["UncertaintyState", "uncertainty"]
 
 
 @method_state
@@ -22,6 +25,8 @@ class UncertaintyState(NamedTuple):
     skipped: jax.Array      # i32[]: non-finite steps skipped
 
 
+@register("uncertainty", "UW", "loss", "Kendall et al. 2018", needs_losses=True, needs_num_tasks=True,
+          scale="linear")
 def uncertainty(lr: float = 1e-3, *, init: float = 0.0, optimizer: optax.GradientTransformation | None = None,
                 powers: jax.Array | None = None, divisors: jax.Array | None = None,
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import optax
 
-from jaxmtl.weighting._losses import loss_weighting
-from jaxmtl.weighting.scale_invariant import inverse_loss_weights
+from jaxmtl.registry import register
+from jaxmtl.weighting._losses import inverse_loss_weights, loss_weighting
+
+__all__ = ["uw_optimal"]
 
 
+@register("uw_optimal", "UW-O", "loss", "Elich et al. 2023", needs_losses=True, scale="linear",
+          task_scale="invariant")
 def uw_optimal(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UW-O: uncertainty weighting at its analytical optimum.
 

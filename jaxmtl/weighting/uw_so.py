@@ -5,9 +5,14 @@ import jax
 import optax
 
 from jaxmtl._checks import as_float, check
+from jaxmtl.registry import register
 from jaxmtl.weighting._losses import loss_weighting, positive
 
+__all__ = ["uw_so"]
 
+
+@register("uw_so", "UW-SO", "loss", "Kirchdorfer et al. 2024", needs_losses=True, scale="linear",
+          one_task_identity=True)
 def uw_so(temperature: float = 1.0, *, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UW-SO: soft optimal uncertainty weighting.
 

@@ -15,7 +15,7 @@ import optax
 from experiments import runs, selection
 from experiments.paper_a import conflicts, corruptions, loss_scale, optimizer_study, tuning
 from experiments.optimizers import lr_factor, make_optimizer
-from jaxmtl.method import find_method_state, recorded_weights
+from jaxmtl.protocol import find_method_state, recorded_weights
 from tests.conftest import write_fake_fashion_mnist
 
 pytestmark = pytest.mark.xdist_group("studies")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxmtl
-from tests.test_jacobian import W, X, losses
+from tests.jaxmtl.test_jacobian import W, X, losses
 
 SHARED = {"trunk": True, "heads": False}
 

@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow  # ~35 s on 2 CPU cores (every method, x64 subprocess)
 def test_every_method_scans_under_x64():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "ok", out.stdout

@@ -15,7 +15,7 @@ does the same). A *loss weighting* minimises ``sum_t w_t L_t``, so head ``t``
 should get ``w_t`` times its gradient: pass ``task_of`` (which task each
 task-specific leaf belongs to) and the heads are scaled by the method's
 weights of that step (the method must record them: build it with
-``num_tasks``). A step the method skips (non-finite, see :mod:`jaxmtl.method`)
+``num_tasks``). A step the method skips (non-finite, see :mod:`jaxmtl.protocol`)
 gives zero updates for the task-specific leaves too.
 """
 from __future__ import annotations
@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmtl.gramian import combine, update_dtype
+from jaxmtl.gramians import combine, update_dtype
 from jaxmtl.masking import Mask, resolve_mask
-from jaxmtl.method import find_method_state, recorded_weights
+from jaxmtl.protocol import find_method_state, recorded_weights
 
 
 class PartitionState(NamedTuple):

@@ -7,8 +7,11 @@ rule with what all of them share:
 
 * **validation** at trace time: task axes, ``params`` shapes, ``losses`` of
   shape ``(T,)``, the ``num_tasks`` the method was built with, a clear
-  ``ValueError`` when optax wrappers that cannot carry a task axis
-  (``optax.MultiSteps``, ``optax.apply_if_finite``) are used around it;
+  ``ValueError`` that names the route (:func:`jaxmtl.multi_steps`,
+  :func:`jaxmtl.skip_nonfinite`) when optax wrappers that cannot carry a task
+  axis (``optax.MultiSteps``, ``optax.apply_if_finite``) are used around it:
+  recognised by what they pass (parameter-shaped gradients) and by their
+  public state types among the callers, never by optax's private names;
 * **non-finite steps**: when the losses, the update or the new state are not
   finite, the step is *skipped*: the update is zero, the state is kept as it
   was, and its ``skipped`` counter goes up by one. One NaN batch never
@@ -36,7 +39,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.gramian import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
+from jaxmtl.gramians import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
 
 _STATE_TYPES: set[type] = set()
 
@@ -192,31 +195,37 @@ def _override(gramian: Any, t: int) -> ScaledGramian:
     return as_scaled(gramian)
 
 
-_ROUTES = {
-    "apply_if_finite": (
-        "optax.apply_if_finite cannot wrap a chain that starts with a jaxmtl method: on a rejected "
-        "step it returns the stacked task gradients (T, *param.shape) where the chain returns "
-        "parameter-shaped updates. Use jaxmtl.skip_nonfinite(tx): it skips the whole chain's step, "
-        "method state included."),
-    "MultiSteps": (
-        "optax.MultiSteps accumulates parameter-shaped gradients, but a jaxmtl method takes stacked "
-        "per-task gradients (and is not linear in them, so averaging its updates is not averaging "
-        "the gradients). Use jaxmtl.multi_steps(tx, every_k, num_tasks=T): it averages the task "
-        "Jacobians over the micro-batches and applies the method to the mean."),
-}
-_BY_NAME = {"do_update": "apply_if_finite", "_do_update": "MultiSteps", "_skip_update": "MultiSteps"}
+_ROUTES = (
+    (optax.ApplyIfFiniteState,
+     "optax.apply_if_finite cannot wrap a chain that starts with a jaxmtl method: on a rejected "
+     "step it returns the stacked task gradients (T, *param.shape) where the chain returns "
+     "parameter-shaped updates. Use jaxmtl.skip_nonfinite(tx): it skips the whole chain's step, "
+     "method state included."),
+    (optax.MultiStepsState,
+     "optax.MultiSteps accumulates parameter-shaped gradients, but a jaxmtl method takes stacked "
+     "per-task gradients (and is not linear in them, so averaging its updates is not averaging "
+     "the gradients). Use jaxmtl.multi_steps(tx, every_k, num_tasks=T): it averages the task "
+     "Jacobians over the micro-batches and applies the method to the mean."),
+)
 
 
 def _refuse_optax_wrappers() -> None:
-    """Raises with the supported route when called from inside an optax wrapper that
-    cannot carry a task axis (looked up on the Python stack: tracing time only)."""
+    """Raises with the supported route when an optax wrapper that cannot carry a task axis
+    is among the callers.
+
+    A wrapper is recognised by its *public* state type (``optax.ApplyIfFiniteState``,
+    ``optax.MultiStepsState``) held by a caller in optax, not by the names of optax's
+    private functions, so a refactoring of the wrappers' bodies does not blind it. It is
+    the second line: what ``optax.MultiSteps`` passes (parameter-shaped gradients, when
+    it traces its skip branch) is refused by the task-axis check of
+    :func:`jaxmtl.gramians.num_tasks`, whose message names both routes too. Runs when
+    the update is traced (every call only in eager mode).
+    """
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("optax"):
-            code = frame.f_code
-            qualname = getattr(code, "co_qualname", "")  # Python >= 3.11
-            wrapper = next((w for w in _ROUTES if w in qualname), None) if qualname else \
-                _BY_NAME.get(code.co_name)
-            if wrapper is not None:
-                raise ValueError(_ROUTES[wrapper])
+        if frame.f_globals.get("__name__", "").partition(".")[0] == "optax":
+            for value in list(frame.f_locals.values()):
+                for state_type, route in _ROUTES:
+                    if isinstance(value, state_type):
+                        raise ValueError(route)
         frame = frame.f_back

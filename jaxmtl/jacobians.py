@@ -126,7 +126,7 @@ def representation_gramian(head_loss_fn: Callable[..., Any]) -> Callable[..., An
     the representation variants (MGDA-UB of Sener & Koltun, LibMTL's
     ``rep_grad``); it costs ``T`` backward passes through the heads only.
     """
-    from jaxmtl.gramian import gramian  # the core layer below; imported here to keep jacobian first
+    from jaxmtl.gramians import gramian  # the core layer below; imported here to keep jacobian first
 
     vj = value_and_jacobian(head_loss_fn)
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxmtl
-from jaxmtl.method import is_method_state
+from jaxmtl.protocol import is_method_state
 from tests.methods_registry import SPECS, aggregate, built, inputs
 
 ALL = sorted(SPECS)

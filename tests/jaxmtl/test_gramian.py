@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 
 import jaxmtl
-from jaxmtl.gramian import DEAD, as_scaled, flatten_tasks
+from jaxmtl.gramians import DEAD, as_scaled, flatten_tasks
 from tests.conftest import jacobians
 
 # jitted once per Jacobian shape: the property tests then cost a call per example, not a dispatch per op

@@ -28,8 +28,12 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 DEAD = 1e-18
 """Relative norm under which a task's gradient counts as zero in :func:`cosine_form`."""
 
-_WRAPPER_HINT = (" If a wrapper such as optax.MultiSteps or optax.apply_if_finite feeds the method, "
-                 "use jaxmtl.multi_steps or jaxmtl.skip_nonfinite instead: they keep the task axis.")
+# optax.MultiSteps is caught here by what it passes: when it traces its skip branch it
+# calls the chain with its parameter-shaped accumulator
+_WRAPPER_HINT = (" If an optax wrapper feeds the method, replace it by one that keeps the task axis: "
+                 "for optax.MultiSteps (it accumulates parameter-shaped gradients) Use "
+                 "jaxmtl.multi_steps(tx, every_k, num_tasks=T); for optax.apply_if_finite (its rejected "
+                 "step returns the stacked gradients) Use jaxmtl.skip_nonfinite(tx).")
 
 
 def num_tasks(task_grads: Any, *, params: Any = None, losses: Any = None,
