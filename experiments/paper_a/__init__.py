@@ -1,0 +1,1 @@
+"""Paper A (Elich, Kirchdorfer et al.): its studies and reports."""
