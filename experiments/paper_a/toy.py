@@ -118,8 +118,8 @@ AGREE_FACTOR = 2.0
 """Two counts "match" when neither exceeds the other by more than this factor."""
 
 PRESETS = {
-    "tiny": dict(lrs=(5.0, 1.0, 0.05), iterations=2_000, plot_lr=1.0),
-    "paper": dict(lrs=LRS, iterations=100_000, plot_lr=0.05),
+    "tiny": dict(lrs=(5.0, 1.0, 0.05), iterations=2_000, plot_lr=1.0, float64_check=False),
+    "paper": dict(lrs=LRS, iterations=100_000, plot_lr=0.05, float64_check=True),
 }
 
 PAPER_A3 = {
@@ -302,6 +302,24 @@ def run_table(lrs, iterations: int, plot_lr: float, progress=print) -> dict:
     }
 
 
+FLOAT64_CHECK = (("GD", "EW"), ("GD", "PCGrad"), ("Adam", "EW"), ("Adam", "PCGrad"))
+"""The cells rerun in float64 by :func:`float64_check` (CAGrad's solver is float32 only, and slow)."""
+
+
+def float64_check(lrs, iterations: int, progress=print) -> dict:
+    """The rows of :data:`FLOAT64_CHECK` rerun in float64 (``jax.enable_x64``): how much a
+    cell depends on rounding. Returns ``{"optimizer/method": [cell per lr]}``."""
+    rows = {}
+    with jax.enable_x64(True):
+        for optimizer, method in FLOAT64_CHECK:
+            first, _, _, _ = simulate(jnp.asarray(STARTS, jnp.float64), jnp.asarray(lrs, jnp.float64),
+                                      jnp.asarray([TOL], jnp.float64), method=method, optimizer=optimizer,
+                                      iterations=iterations)
+            rows[f"{optimizer}/{method}"] = [_cell([int(v) for v in r]) for r in np.asarray(first)[..., 0]]
+            progress(f"float64 check {optimizer}/{method}: {rows[f'{optimizer}/{method}']}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------
@@ -339,6 +357,9 @@ def summary_markdown(results: dict) -> str:
               f"({agr['both_dash']} both \"-\", {agr['both_reach'] } both reach the minimum, of which "
               f"{agr['counts_match']} with counts within a factor {AGREE_FACTOR:g}); "
               f"{agr['cells'] - agr['agree']} disagree.", ""]
+    if cfg["iterations"] < 100_000:
+        lines += [f"Only {cfg['iterations']:,} iterations here (not the paper's 100k): a paper count "
+                  f"above {cfg['iterations']:,} cannot be matched, so the comparison is indicative.", ""]
     bad = [c for c in results["cells"] if "paper" in c and not c["agree"]]
     if bad:
         lines += ["Disagreeing cells (per start: first iteration within the tolerance, -1 never; "
@@ -353,6 +374,16 @@ def summary_markdown(results: dict) -> str:
         lines += [f"Both reach the minimum but the counts differ by more than {AGREE_FACTOR:g}x:", ""]
         lines += [f"- {c['optimizer']}/{c['method']} lr {c['lr']:g}: ours {_fmt(c['iterations'])} "
                   f"(per start {c['per_start']}), paper {_fmt(c['paper'])}" for c in far]
+        lines.append("")
+    if "float64_check" in results:
+        lines += ["Rounding sensitivity: the same rows rerun in float64 (ours float32 / float64 / paper):", "",
+                  "| optimizer | method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+                  "|---|---|" + "---|" * len(lrs)]
+        for key, row in results["float64_check"].items():
+            optimizer, method = key.split("/")
+            cells = [by_key[(optimizer, method, lr)] for lr in lrs]
+            lines.append(f"| {optimizer} | {method} | " + " | ".join(
+                f"{_fmt(c['iterations'])} / {_fmt(v)} / {_fmt(c.get('paper'))}" for c, v in zip(cells, row)) + " |")
         lines.append("")
     lines += [f"Run time: {results['runtime_s']:.0f} s ({', '.join(f'{k} {v:g} s' for k, v in results['timings_s'].items())}).", ""]
     return "\n".join(lines)
@@ -380,14 +411,15 @@ def plot_trajectories(results: dict, path: Path) -> None:
             n = xs.shape[1]
             idx = np.unique(np.concatenate([np.geomspace(1, n, 700).astype(int) - 1,
                                             np.linspace(0, n - 1, 700).astype(int)]))
-            colours = plt.get_cmap("autumn")(np.linspace(0, 1, idx.size))
+            colours = plt.get_cmap("autumn")(idx / max(n - 1, 1))      # red to yellow along the run
             for s in range(xs.shape[0]):
                 ax.scatter(xs[s, idx, 0], xs[s, idx, 1], c=colours, s=3, zorder=3, linewidths=0)
                 ax.plot(*STARTS[s], "o", color="k", ms=6, zorder=4)
             ax.plot(*xstar, "*", color="k", ms=12, zorder=5)
             cell = next(cl for cl in results["cells"] if cl["optimizer"] == optimizer
                         and cl["method"] == method and cl["lr"] == results["config"]["plot_lr"])
-            ax.set_title(f"{method} + {optimizer}: {_fmt(cell['iterations'])} it.", fontsize=10)
+            reached = "not every start" if cell["iterations"] is None else f"{cell['iterations']:,} it."
+            ax.set_title(f"{method} + {optimizer}: {reached}", fontsize=10)
             ax.set_xlim(-10.5, 10.5)
             ax.set_ylim(-10.5, 10.5)
             ax.set_aspect("equal")
@@ -414,6 +446,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results/paper_a/toy"), help="output folder")
     p.add_argument("--plot-lr", type=float, default=None,
                    help="learning rate of trajectories.png (one of the preset's; default: the preset's)")
+    p.add_argument("--float64-check", action=argparse.BooleanOptionalAction, default=None,
+                   help="also rerun EW and PCGrad in float64 (default: on for paper, off for tiny)")
     return p
 
 
@@ -427,6 +461,12 @@ def main(argv: list[str] | None = None) -> dict:
     results = run_table(preset["lrs"], preset["iterations"], plot_lr,
                         progress=lambda s: print(s, flush=True))
     results["config"]["preset"] = args.preset
+    check = preset["float64_check"] if args.float64_check is None else args.float64_check
+    if check:
+        t0 = time.perf_counter()
+        results["float64_check"] = float64_check(preset["lrs"], preset["iterations"],
+                                                 progress=lambda s: print(s, flush=True))
+        results["timings_s"]["float64 check"] = round(time.perf_counter() - t0, 2)
     out = args.out
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     atomic_write(out / "results.json", json.dumps(public, indent=1) + "\n")

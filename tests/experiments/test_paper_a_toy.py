@@ -123,3 +123,11 @@ def test_bad_flag_exits_without_traceback():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "unrecognized arguments" in proc.stderr
+
+
+def test_float64_check_reruns_the_cheap_rows_and_restores_float32():
+    rows = toy.float64_check((1.0,), 100, progress=lambda s: None)
+    assert set(rows) == {"/".join(k) for k in toy.FLOAT64_CHECK}
+    assert rows["Adam/EW"] == [22]                      # robust to rounding: as in float32 and the paper
+    assert not jax.config.jax_enable_x64
+    assert toy.toy_losses(jnp.zeros(2)).dtype == jnp.float32
