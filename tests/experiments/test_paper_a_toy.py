@@ -36,7 +36,8 @@ def _closed_form(x1: float, x2: float):
     return f, np.stack([g1, g2])
 
 
-@pytest.mark.parametrize("point", [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (1.3, 0.7), (-2.0, -9.0), (4.0, 2.5)])
+@pytest.mark.parametrize("point", [(-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0), (1.3, 0.7), (-2.0, -9.0),
+                                   (4.0, 2.5)])
 def test_objectives_and_gradients_match_closed_form(point):
     x = jnp.asarray(point, jnp.float32)
     f, g = toy.toy_losses(x), jax.jacrev(toy.toy_losses)(x)
