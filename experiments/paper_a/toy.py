@@ -40,7 +40,7 @@ matter, so the seed changes nothing) and ``jaxmtl.cagrad(c=0.5, rescale=2)``, ch
 ``optax.sgd(lr)`` or ``optax.adam(lr)``; the per-task gradients come from
 ``jaxmtl.value_and_jacobian`` (a ``(2, 2)`` Jacobian, task axis first). The 100k updates
 run in one ``lax.scan``, vmapped over the starts and the learning rates, one jitted call
-per (optimizer, method). The paper preset takes about 9 CPU minutes, 98 % of it in the two
+per (optimizer, method). The paper preset takes about 9 CPU minutes, 97 % of it in the two
 CAGrad rows (``jaxmtl.cagrad``'s 40 bisection steps, each an active-set QP, per update);
 EW and PCGrad take seconds.
 
