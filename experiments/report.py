@@ -35,12 +35,12 @@ def open_store(out: Path) -> ResultStore:
     return store
 
 
-def png_bytes(fig) -> bytes:
+def png_bytes(fig, dpi: int = 110) -> bytes:
     """A matplotlib figure as PNG bytes (the figure is closed)."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 

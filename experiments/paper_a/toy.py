@@ -110,6 +110,7 @@ import numpy as np
 import optax
 
 import jaxmtl
+from experiments.report import png_bytes
 from jaxmtl.training import atomic_write
 
 LOWER = 5e-6
@@ -446,11 +447,7 @@ def plot_trajectories(results: dict, path: Path) -> None:
     fig.suptitle(f"CAGrad's toy, lr {results['config']['plot_lr']:g}, "
                  f"{results['config']['iterations']:,} iterations (red to yellow)", fontsize=11)
     fig.tight_layout()
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    atomic_write(path, png_bytes(fig, dpi=80))
 
 
 # --------------------------------------------------------------------------------------------
