@@ -170,10 +170,24 @@ def report(records: list[dict], cfg: dict) -> tuple[str, dict[str, bytes]]:
               markdown_table(["method", *problems],
                              [[label(m), *[f"{mean_trace(first[(p, m)]):.3f}" if (p, m) in first else "-"
                                            for p in problems]] for m in methods]), ""]
+    lines += preset_checks(best, scores)
     lines += findings(problems, methods, means, scores, fixed)
     figures = {"summary": plot_dm(problems, methods, scores), "weights": plot_weights(problems, methods, first),
                "interference": plot_interference(problems, methods, first)}
     return "\n".join(lines) + "\n", figures
+
+
+def preset_checks(best: dict, scores: dict) -> list[str]:
+    """What makes a reduced preset's choices meaningful: learning rates inside the grid tried,
+    best epochs that are not always the last."""
+    edge = [f"{label(m)} on {p} (lr {c['runs'][0]['spec']['lr']:g})" for (p, m), c in best.items()
+            if len(c["lrs"]) > 1 and c["runs"][0]["spec"]["lr"] in (c["lrs"][0], c["lrs"][-1])]
+    epochs = [(x["epoch"], len(c["runs"][0]["epochs"])) for k, c in best.items() for x in scores.get(k, [])]
+    last = sum(e == n for e, n in epochs)
+    return ["## Checks of the preset\n",
+            f"- Chosen learning rates at an edge of the grid tried: {', '.join(edge) or 'none'}.",
+            f"- Best validation epoch: the last one in {last} of {len(epochs)} runs of the chosen configurations "
+            f"(median epoch {np.median([e for e, _ in epochs]) if epochs else float('nan'):g}).", ""]
 
 
 def paper_table(scores: dict) -> list[str]:
