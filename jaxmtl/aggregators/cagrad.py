@@ -57,7 +57,8 @@ def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array =
     norm = jnp.sqrt(jnp.maximum((n * w) @ cf.cos @ (n * w), 0.0))     # |g_w*|, however small
     # g_w* = 0 (0 in the hull) is told from round-off in the scale-free v, not against kappa:
     # a g_w* of tiny tasks is tiny but its direction is exact
-    ok = jnp.sqrt(jnp.maximum(v @ cf.cos @ v, 0.0)) > 1e-5 * jnp.sqrt(v @ v)
+    # (a zero Jacobian: every task dead, kappa = 0 and g_w* = 0 with a unit-norm v; lam = 0)
+    ok = (jnp.sqrt(jnp.maximum(v @ cf.cos @ v, 0.0)) > 1e-5 * jnp.sqrt(v @ v)) & (norm > 0)
     lam = jnp.where(ok, kappa / jnp.where(ok, norm, 1.0), 0.0)
     divisor = jnp.stack([jnp.ones_like(c), 1.0 + c**2, 1.0 + c])[jnp.asarray(rescale)]
     return (b + lam * w) / divisor

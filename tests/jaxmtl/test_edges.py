@@ -55,3 +55,40 @@ def test_wrong_state_is_refused_without_params():
     m = registry.build("upgrad", T)
     with pytest.raises(TypeError, match="WeightsState.*None|None.*WeightsState"):
         m.update(jnp.asarray(J), None)
+
+
+# --- 1. a zero Jacobian --------------------------------------------------------------------
+
+def _weights_args(m, gram):
+    """Positional and keyword arguments of ``m.weights`` on ``gram`` (from its signature)."""
+    import inspect
+    sig = inspect.signature(m.weights).parameters
+    args = []
+    for p in list(sig.values())[1:]:
+        if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty:
+            args.append({"key": jax.random.PRNGKey(0), "targets": jnp.zeros((T, T))}[p.name])
+    kwargs = {k: v for k, v in m.kwargs.items() if k in sig}
+    if "losses" in sig:
+        kwargs["losses"] = jnp.linspace(1.0, 2.0, T)
+    return args, kwargs
+
+
+@pytest.mark.parametrize("name", [m.name for m in registry.entries(kind="gramian")])
+def test_gramian_weighting_of_a_zero_jacobian_is_finite(name):
+    m = SPECS[name]
+    args, kwargs = _weights_args(m, None)
+    w = m.weights(jnp.zeros((T, T)), *args, **kwargs)
+    w = w[0] if isinstance(w, tuple) else w
+    assert np.all(np.isfinite(np.asarray(w))), w
+    tx = m.build(T)
+    params, kw = _kwargs(name, jnp.zeros((T, P)))
+    update, state = jax.jit(tx.update)(jnp.zeros((T, P)), tx.init(params), params, **kw)
+    assert int(state.skipped) == 0
+    np.testing.assert_array_equal(update, 0.0)
+    np.testing.assert_array_equal(np.isfinite(np.asarray(state.weights)), True)
+
+
+def test_cagrad_at_a_zero_jacobian_is_its_rescaled_mean():
+    # g0 = 0 so kappa = 0: d = g0 / (1 + c^2), the uniform weights divided by 1 + c^2
+    w = jax.jit(lambda g: registry.get("cagrad").weights(g, c=0.4))(jnp.zeros((T, T)))
+    np.testing.assert_allclose(w, np.full(T, 1.0 / T / (1.0 + 0.4**2)), rtol=1e-6)
