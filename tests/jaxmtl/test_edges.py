@@ -92,3 +92,42 @@ def test_cagrad_at_a_zero_jacobian_is_its_rescaled_mean():
     # g0 = 0 so kappa = 0: d = g0 / (1 + c^2), the uniform weights divided by 1 + c^2
     w = jax.jit(lambda g: registry.get("cagrad").weights(g, c=0.4))(jnp.zeros((T, T)))
     np.testing.assert_allclose(w, np.full(T, 1.0 / T / (1.0 + 0.4**2)), rtol=1e-6)
+
+
+# --- 2. gradient scales over float32's range ------------------------------------------------
+
+SCALES = (1e-30, 1e-20, 1e-10, 1.0, 1e10, 1e20, 1e30)
+STEPS = 3
+# relative tolerance of d(cJ) = c d(J) (or d(J), 'invariant') per method; the default
+# covers float32 round-off through a solver. Methods that learn their weights with an
+# inner Adam are equivariant up to Adam's eps (1e-8 against meta-gradients of the scale
+# of c or c^2): their weights move by lr per step at c = 1 and not at c = 1e-10, a
+# relative change of lr / weight = 1e-4 / 0.1 (Auto-Lambda) and 1e-3 (GradNorm) per step.
+SCALE_RTOL = {"auto_lambda": 1e-2, "gradnorm": 1e-2}
+
+
+def _run(name, j):
+    m = SPECS[name].build(T)
+    params, kwargs = _kwargs(name, jnp.asarray(j))
+    update = jax.jit(m.update)
+    state = m.init(params)
+    for _ in range(STEPS):
+        out, state = update(jnp.asarray(j), state, params, **kwargs)
+    return np.asarray(out, np.float64), int(state.skipped)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_update_over_float32_range_of_scales(name):
+    claim = SPECS[name].scale
+    base, skipped = _run(name, J)
+    assert skipped == 0 and np.all(np.isfinite(base))
+    for c in SCALES:
+        out, skipped = _run(name, J * np.float32(c))
+        assert skipped == 0, (c, skipped)
+        assert np.all(np.isfinite(out)), (c, out)
+        if claim is None:
+            continue
+        scaled = out / (c if claim == "linear" else 1.0)
+        np.testing.assert_allclose(scaled, base, rtol=SCALE_RTOL.get(name, 2e-4),
+                                   atol=SCALE_RTOL.get(name, 2e-4) * np.abs(base).max(),
+                                   err_msg=f"scale {c}")
