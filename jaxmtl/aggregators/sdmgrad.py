@@ -9,6 +9,7 @@ from jaxmtl._checks import as_float, check, task_count
 from jaxmtl.aggregators._extra_batches import extra_cross_gramian
 from jaxmtl.gramian import combine
 from jaxmtl.method import WeightsState, initial_weights, method, no_skips
+from jaxmtl.solvers import project_simplex
 
 
 def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentum: float = 0.5,
@@ -59,7 +60,7 @@ def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentu
         def sgd(_, carry):
             w, buf = carry
             buf = as_float(momentum) * buf + (m @ w + pull)
-            return optax.projections.projection_simplex(w - as_float(lr) * buf).astype(w.dtype), buf
+            return project_simplex(w - as_float(lr) * buf).astype(w.dtype), buf
 
         w, _ = jax.lax.fori_loop(0, num_iters, sgd, (state.weights, jnp.zeros((t,), jnp.float32)))
         weights = (w + lam / t) / (1.0 + lam)

@@ -131,3 +131,51 @@ def test_update_over_float32_range_of_scales(name):
         np.testing.assert_allclose(scaled, base, rtol=SCALE_RTOL.get(name, 2e-4),
                                    atol=SCALE_RTOL.get(name, 2e-4) * np.abs(base).max(),
                                    err_msg=f"scale {c}")
+
+
+# --- 3. differentiating through an update ---------------------------------------------------
+
+@pytest.fixture
+def x64():
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+FD_STEP = 1e-3
+FD_DIRECTIONS = 3
+# The methods compute in float32 (Gramians, solvers) whatever the input dtype, so a
+# central difference of step 1e-3 resolves a directional derivative to ~1e-4 of the
+# gradient's norm; a wrong derivative (an active set's, a solver's) is off by O(1).
+FD_RTOL = 2e-3
+# SDMGrad's update is 20 heavy-ball projected steps at lr = 5: piecewise smooth with pieces
+# ~1e-3 wide at this point (the supports of its projections change), so a smaller step
+FD_STEPS = {"sdmgrad": 1e-4}
+
+
+def _scalar_of_update(name, v):
+    m = SPECS[name].build(T)
+
+    def f(j):
+        params, kwargs = _kwargs(name, j)
+        out, _ = m.update(j, m.init(params), params, **kwargs)
+        return jnp.sum(out.astype(jnp.float64) * v)
+
+    return jax.jit(f)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradient_through_the_update_matches_finite_differences(name, x64):
+    rng = np.random.default_rng(1)
+    j0 = jnp.asarray(rng.normal(size=(T, P)), jnp.float64)
+    v = jnp.asarray(rng.normal(size=(P,)), jnp.float64)
+    f = _scalar_of_update(name, v)
+    grad = np.asarray(jax.jit(jax.grad(f))(j0))
+    assert np.all(np.isfinite(grad)), grad
+    for _ in range(FD_DIRECTIONS):
+        r = jnp.asarray(rng.normal(size=(T, P)), jnp.float64)
+        h = FD_STEPS.get(name, FD_STEP)
+        fd = (float(f(j0 + h * r)) - float(f(j0 - h * r))) / (2 * h)
+        exact = float(np.sum(grad * np.asarray(r)))
+        assert abs(fd - exact) <= FD_RTOL * np.linalg.norm(grad) * np.linalg.norm(r) + 1e-6, (fd, exact)
