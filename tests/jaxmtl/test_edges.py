@@ -179,3 +179,55 @@ def test_gradient_through_the_update_matches_finite_differences(name, x64):
         fd = (float(f(j0 + h * r)) - float(f(j0 - h * r))) / (2 * h)
         exact = float(np.sum(grad * np.asarray(r)))
         assert abs(fd - exact) <= FD_RTOL * np.linalg.norm(grad) * np.linalg.norm(r) + 1e-6, (fd, exact)
+
+
+def _fd_check(fun, args, rng, h=1e-3, rtol=2e-3, directions=3):
+    """Reverse- and forward-mode derivatives of ``fun(*args)`` (an array) against central
+    differences along random directions, all in float64 at the outer level."""
+    out = fun(*args)
+    cot = jnp.asarray(rng.normal(size=out.shape), out.dtype)
+    vjp = jax.vjp(fun, *args)[1](cot)
+    for _ in range(directions):
+        d = [jnp.asarray(rng.normal(size=np.shape(a))) for a in args]
+        plus = fun(*[a + h * x for a, x in zip(args, d)])
+        minus = fun(*[a - h * x for a, x in zip(args, d)])
+        fd = np.asarray((plus - minus) / (2 * h))
+        _, jvp = jax.jvp(fun, tuple(args), tuple(d))
+        scale = np.linalg.norm(fd) + 1e-3
+        assert np.linalg.norm(np.asarray(jvp) - fd) <= rtol * 10 * scale, (jvp, fd)
+        by_vjp = sum(float(np.sum(np.asarray(g) * np.asarray(x))) for g, x in zip(vjp, d))
+        assert abs(by_vjp - float(np.sum(np.asarray(cot) * fd))) <= rtol * 10 * scale * np.linalg.norm(cot)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_qp_solvers_derivatives_on_a_mixed_active_set(seed, x64):
+    from jaxmtl.solvers import nonneg_qp, simplex_qp
+    rng = np.random.default_rng(seed)
+    t = 5
+    a_ = rng.normal(size=(t, t))
+    q = jnp.asarray(a_ @ a_.T / t + 0.5 * np.eye(t))
+    b = jnp.asarray(rng.normal(size=t))
+    weights = jnp.asarray(rng.uniform(0.5, 2.0, size=t))
+    x = np.asarray(nonneg_qp(q, b))
+    assert 0 < np.sum(x > 0) < t, x                 # free and fixed coordinates both
+    _fd_check(lambda q, b: nonneg_qp(0.5 * (q + q.T), b), (q, b), rng)
+    # the simplex, with a linear term that keeps several coordinates free
+    y = np.asarray(simplex_qp(q, 0.3 * b, a=weights))
+    assert np.sum(y > 0) >= 2, y
+    _fd_check(lambda q, b, a: simplex_qp(0.5 * (q + q.T), b, a=a), (q, 0.3 * b, weights), rng)
+
+
+@pytest.mark.parametrize("name", ["cagrad", "mgda", "upgrad", "dualproj", "edm"])
+def test_weightings_derivatives_at_an_interior_solution(name, x64):
+    # conflicting gradients: the solvers' solutions have several free coordinates
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=(1, 8))
+    j = jnp.asarray(np.concatenate([base + rng.normal(size=(1, 8)), -base + rng.normal(size=(1, 8)),
+                                    rng.normal(size=(2, 8))]))
+    m = SPECS[name]
+    w = np.asarray(m.weights(j @ j.T, **m.kwargs))
+    if name == "cagrad":     # w = (1/T + lam w*) / (1 + c^2): w* > 0 where w exceeds 1/T/(1+c^2)
+        assert np.sum(w > 1.0 / 4 / 1.16 + 1e-4) >= 2, w
+    else:
+        assert np.sum(np.abs(w) > 1e-6) >= 2, w
+    _fd_check(lambda j: m.weights(j @ j.T, **m.kwargs), (j,), rng)
