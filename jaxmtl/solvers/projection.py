@@ -19,6 +19,8 @@ def project_simplex(x: jax.Array) -> jax.Array:
     u = jnp.sort(x)[::-1]
     partial = jnp.cumsum(u)
     k = jnp.arange(1, x.shape[-1] + 1, dtype=jnp.float32)
-    count = jnp.sum(u * k > partial - 1.0)            # >= 1: the largest entry always qualifies
-    theta = (partial[count - 1] - 1.0) / count.astype(jnp.float32)
-    return jnp.maximum(x - theta, 0.0)
+    # u_k - partial_k / k + 1 / k > 0 in that order: exact for k = 1 (the largest entry always
+    # qualifies) however large the entries, where u_k k > partial_k - 1 would lose the 1
+    count = jnp.maximum(jnp.sum((u - partial / k) + 1.0 / k > 0), 1)
+    c = count.astype(jnp.float32)
+    return jnp.maximum((x - partial[count - 1] / c) + 1.0 / c, 0.0)

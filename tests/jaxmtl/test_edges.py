@@ -231,3 +231,13 @@ def test_weightings_derivatives_at_an_interior_solution(name, x64):
     else:
         assert np.sum(np.abs(w) > 1e-6) >= 2, w
     _fd_check(lambda j: m.weights(j @ j.T, **m.kwargs), (j,), rng)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e10, 1e30])
+def test_project_simplex_over_float32_range(scale):
+    import optax
+    from jaxmtl.solvers import project_simplex
+    x = np.random.default_rng(0).normal(size=6).astype(np.float32) * np.float32(scale)
+    p = np.asarray(project_simplex(x))
+    assert np.all(p >= 0) and abs(p.sum() - 1.0) < 1e-5, p
+    np.testing.assert_allclose(p, optax.projections.projection_simplex(jnp.asarray(x)), atol=1e-6)
