@@ -102,9 +102,17 @@ def method(update_fn: UpdateFn, init_fn: Callable[[Any], Any], *, name: str,
     added around it.
     """
 
+    built: list = []  # the state type this instance's init built
+
+    def init(params):
+        state = init_fn(params)
+        built[:] = [type(state)]
+        return state
+
     def update(task_grads, state, params=None, *, losses=None, **extra):
         _refuse_optax_wrappers()
         t = _num_tasks(task_grads, params=params, losses=losses, expected=num_tasks)
+        _check_state(name, state, init_fn, built, task_grads, params)
         if needs_losses and losses is None:
             raise ValueError(f"{name} needs the task losses: pass them as "
                              "tx.update(task_grads, state, params, losses=losses)")
@@ -113,7 +121,39 @@ def method(update_fn: UpdateFn, init_fn: Callable[[Any], Any], *, name: str,
         updates, new_state = update_fn(task_grads, state, t=t, params=params, losses=losses, extra=extra)
         return skip_if_nonfinite(updates, new_state, state, losses)
 
-    return optax.GradientTransformationExtraArgs(init_fn, update)
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _check_state(name: str, state: Any, init_fn: Callable[[Any], Any], built: list,
+                 task_grads: Any, params: Any) -> None:
+    """Raises a ``TypeError`` naming the state ``name`` expects when ``state`` is not of the
+    type its ``init`` builds (the type recorded by this instance's ``init``, else found by
+    abstract evaluation of ``init`` at trace time)."""
+    expected = built[0] if built else None
+    if expected is None:
+        if params is None:
+            params = jax.tree.map(lambda g: jax.ShapeDtypeStruct(jnp.shape(g)[1:], jnp.result_type(g)),
+                                  task_grads)
+        try:
+            expected = type(jax.eval_shape(init_fn, params))
+        except Exception:  # noqa: BLE001 - an init that cannot run here: check the fields only
+            expected = None
+    got = type(state)
+    if expected is not None and got is expected:
+        return
+    fields = getattr(got, "_fields", None)
+    if not is_method_state(state) and fields is not None and (
+            fields == getattr(expected, "_fields", ()) or
+            (expected is None and {"weights", "skipped"} <= set(fields))):
+        return  # a state rebuilt as another tuple with the same fields (e.g. from a checkpoint)
+    if expected is None and is_method_state(state):
+        return
+    want = f" ({expected.__name__})" if expected is not None else ""
+    what = ("None" if state is None else
+            f"{got.__name__}, the state of another method" if is_method_state(state) else
+            f"an object of type {got.__module__}.{got.__qualname__}")
+    raise TypeError(f"{name}: update expected the state built by {name}'s init{want}, got {what}. "
+                    "Pass the state returned by this method's init (or by its previous update).")
 
 
 def all_finite(tree: Any) -> jax.Array:

@@ -9,7 +9,7 @@ from jaxmtl._checks import as_float, check
 from jaxmtl.gramians import ScaledGramian, cosine_form
 from jaxmtl.protocol import gramian_method
 from jaxmtl.registry import register
-from jaxmtl.solvers import simplex_qp
+from jaxmtl.solvers import implicit_root, simplex_qp
 
 __all__ = ["cagrad", "cagrad_weights"]
 
@@ -40,6 +40,11 @@ def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array =
     # |g_w(t)| - t changes sign once, so bisection on log t finds it.
     hi = 1.0 / jnp.min(a)                           # the longest vertex, in v units
     lo = hi * 1e-15
+    # the search runs on constants; the answer's derivative is that of the inner
+    # problem's KKT conditions (below), not of the bisection's path
+    sg = jax.lax.stop_gradient
+    q_in, cnb_in, a_in, kappa_in = q, cnb, a, kappa
+    q, cnb, a, kappa = sg(q), sg(cnb), sg(a), sg(kappa)
 
     def solve(tau, v):
         return simplex_qp((kappa / tau) * q, cnb, a=a, x0=v)
@@ -55,15 +60,45 @@ def cagrad_weights(gramian: jax.Array | ScaledGramian, *, c: float | jax.Array =
     v0 = v0 / jnp.maximum(a @ v0, 1e-30)
     lo, hi, v = jax.lax.fori_loop(0, num_iters, bisect, (lo, hi, v0))
     v = solve(jnp.sqrt(lo * hi), v)
+    q, cnb, a, kappa = q_in, cnb_in, a_in, kappa_in
+    v = _differentiable(v, q, cnb, a, kappa)
     w = cf.from_units(v)
     w = w / jnp.maximum(jnp.sum(w), 1e-30)          # the simplex point in weight space
     norm = jnp.sqrt(jnp.maximum((n * w) @ cf.cos @ (n * w), 0.0))     # |g_w*|, however small
     # g_w* = 0 (0 in the hull) is told from round-off in the scale-free v, not against kappa:
     # a g_w* of tiny tasks is tiny but its direction is exact
-    ok = jnp.sqrt(jnp.maximum(v @ cf.cos @ v, 0.0)) > 1e-5 * jnp.sqrt(v @ v)
+    # (a zero Jacobian: every task dead, kappa = 0 and g_w* = 0 with a unit-norm v; lam = 0)
+    ok = (jnp.sqrt(jnp.maximum(v @ cf.cos @ v, 0.0)) > 1e-5 * jnp.sqrt(v @ v)) & (norm > 0)
     lam = jnp.where(ok, kappa / jnp.where(ok, norm, 1.0), 0.0)
     divisor = jnp.stack([jnp.ones_like(c), 1.0 + c**2, 1.0 + c])[jnp.asarray(rescale)]
     return (b + lam * w) / divisor
+
+
+def _inner_kkt(z, theta):
+    """KKT conditions of ``min v^T cnb + kappa |v|_q`` over ``v >= 0, a^T v = 1`` on the
+    active set of ``v``, in ``z = (v, nu)``."""
+    q, cnb, a, kappa = theta
+    v, nu = z[:-1], z[-1]
+    free = jax.lax.stop_gradient(v) > 0
+    qv = q @ v
+    length = jnp.sqrt(jnp.maximum(v @ qv, 1e-30))
+    return jnp.concatenate([jnp.where(free, cnb + kappa * qv / length + nu * a, v), (a @ v - 1.0)[None]])
+
+
+def _differentiable(v, q, cnb, a, kappa):
+    """``v``, the inner problem's solution, with the derivative of its KKT conditions in
+    ``(q, cnb, a, kappa)`` (:func:`jaxmtl.solvers.implicit_root`). The identity when
+    nothing is differentiated; when ``kappa = 0`` (a zero mean gradient) the inner problem
+    is linear and its solution a vertex, of derivative 0."""
+    v = jax.lax.stop_gradient(v)
+    free = v > 0
+    qv = q @ v
+    g = cnb + kappa * qv / jnp.sqrt(jnp.maximum(v @ qv, 1e-30))
+    nu = -jnp.sum(jnp.where(free, a * g, 0.0)) / jnp.maximum(jnp.sum(jnp.where(free, a**2, 0.0)), 1e-30)
+    linear = jax.lax.stop_gradient(kappa) <= 0
+    kappa = jnp.where(linear, 1.0, kappa)   # a non-singular system in the branch not taken
+    z = implicit_root(_inner_kkt, jnp.concatenate([v, nu[None]]), (q, cnb, a, kappa))
+    return jnp.where(linear, v, z[:-1])
 
 
 @register("cagrad", "CAGrad", "gramian", "Liu et al. 2021", weights=cagrad_weights, scale="linear")
@@ -88,7 +123,10 @@ def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 40, reg: float 
     solution ``w(t)`` is the optimum when ``|g_{w(t)}| = t``; that scalar equation
     is solved by ``num_iters`` bisection steps on ``log t`` (40: relative precision
     ~1e-10; iterating the majoriser instead, as a plain majorise-minimise would,
-    converges slowly when the norms are graded). The QPs are solved in the
+    converges slowly when the norms are graded). Derivatives (meta-learning through
+    an update) are exact: the search runs on ``stop_gradient`` inputs and its answer
+    carries the derivative of the inner problem's KKT conditions on its active set
+    (:func:`jaxmtl.solvers.implicit_root`). The QPs are solved in the
     variables ``v_t = |g_t| w_t``, on the cosine matrix plus ``reg * I``, so gradient
     norms that differ by orders of magnitude lose no accuracy (tested against
     float64 answers; the reference uses scipy's SLSQP).

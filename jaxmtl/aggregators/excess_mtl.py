@@ -1,6 +1,7 @@
 """ExcessMTL: weight the tasks by their estimated excess risk."""
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -16,11 +17,21 @@ from jaxmtl.registry import register
 __all__ = ["ExcessMTLState", "excess_mtl"]
 
 
+_EPS_ROOT = math.sqrt(1e-7)   # the root of the official 1e-7 under the square root
+
+
+def _hypot(a: jax.Array, b: jax.Array | float) -> jax.Array:
+    """``sqrt(a^2 + b^2)`` for ``a, b >= 0`` without overflow or underflow of the squares."""
+    m = jnp.maximum(a, b)
+    safe = jnp.where(m > 0, m, 1.0)
+    return jnp.where(m > 0, safe * jnp.sqrt(jnp.square(a / safe) + jnp.square(b / safe)), 0.0)
+
+
 @method_state
 class ExcessMTLState(NamedTuple):
     """State of :func:`excess_mtl`."""
 
-    sq_sum: Any             # H_t, the accumulated squared gradients: leaves f32[T, *shape]
+    root_sq_sum: Any        # sqrt(H_t), H_t the accumulated squared gradients: leaves f32[T, *shape]
     reference: jax.Array    # f32[T]: the first step's excess-risk estimates r0
     started: jax.Array      # bool[]: whether r0 is set
     weights: jax.Array      # f32[T]: the task weights (sum T)
@@ -40,8 +51,11 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
     reference ``r0_t`` and keeps the weights at 1; later steps update
     ``w_t <- w_t exp(eta r_t / r0_t)`` renormalised to sum to ``T``; ``d = sum_t w_t g_t``.
 
-    Keeps ``H`` (``T`` times the parameters' memory) in the state, so ``num_tasks``
-    is required and ``init`` needs the parameters.
+    Keeps ``sqrt(H)`` (``T`` times the parameters' memory) in the state, so ``num_tasks``
+    is required and ``init`` needs the parameters. It is accumulated as a root sum of
+    squares (``sqrt(R^2 + g^2)`` with the larger term factored out) and the risk as
+    ``(|g| / sqrt(R^2 + 1e-7)) |g|``: no square of a gradient is formed, so gradients
+    up to float32's largest give finite states and updates.
 
     Args:
       robust_step_size: ``eta``, ``1e-2``.
@@ -58,16 +72,18 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
                               jnp.array(False), jnp.ones((t,), jnp.float32), no_skips())
 
     def update_fn(task_grads, state, *, t, **_):
-        check_buffer("excess_mtl", state.sq_sum, task_grads)
-        h = jax.tree.map(lambda h, g: h + jnp.square(g.astype(jnp.float32)), state.sq_sum, task_grads)
-        risk = sum(jnp.sum(jnp.reshape(jnp.square(g.astype(jnp.float32)) / jnp.sqrt(hh + 1e-7), (t, -1)),
-                           axis=1)
-                   for g, hh in zip(jax.tree.leaves(task_grads), jax.tree.leaves(h)))
+        check_buffer("excess_mtl", state.root_sq_sum, task_grads)
+        root = jax.tree.map(lambda r, g: _hypot(r, jnp.abs(g.astype(jnp.float32))), state.root_sq_sum,
+                            task_grads)
+        # g^2 / sqrt(H + 1e-7) as (|g| / sqrt(R^2 + 1e-7)) |g|: no square of g is formed
+        risk = sum(jnp.sum(jnp.reshape(jnp.abs(g.astype(jnp.float32)) / _hypot(r, _EPS_ROOT)
+                                       * jnp.abs(g.astype(jnp.float32)), (t, -1)), axis=1)
+                   for g, r in zip(jax.tree.leaves(task_grads), jax.tree.leaves(root)))
         risk = jnp.minimum(risk, jnp.finfo(jnp.float32).max)
         r0 = jnp.where(state.started, state.reference, risk)
         ratio = jnp.where(r0 > 0, risk / jnp.where(r0 > 0, r0, 1.0), 0.0)
         w = state.weights * jnp.exp(jnp.clip(as_float(robust_step_size) * ratio, -50.0, 50.0))
         w = jnp.where(state.started, w / jnp.sum(w) * t, state.weights)
-        return combine(w, task_grads), ExcessMTLState(h, r0, jnp.array(True), w, state.skipped)
+        return combine(w, task_grads), ExcessMTLState(root, r0, jnp.array(True), w, state.skipped)
 
     return method(update_fn, init_fn, name="excess_mtl", num_tasks=t)

@@ -15,6 +15,13 @@ from jaxmtl.registry import register
 __all__ = ["GradVacState", "gradvac", "gradvac_weights"]
 
 
+def _safe_sqrt(x: jax.Array) -> jax.Array:
+    """``sqrt(max(x, 0))`` with derivative 0, not ``inf * 0 = NaN``, where ``x <= 0`` (e.g. the
+    ``sqrt(1 - phi^2)`` of a gradient and itself, ``phi = 1``, in a branch not taken)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
 def gradvac_weights(gramian: jax.Array | ScaledGramian, targets: jax.Array, key: jax.Array, *,
                     beta: float | jax.Array = 0.5) -> tuple[jax.Array, jax.Array]:
     """GradVac weights and the updated ``(T, T)`` targets, from a Gramian of any origin.
@@ -30,12 +37,12 @@ def gradvac_weights(gramian: jax.Array | ScaledGramian, targets: jax.Array, key:
         # g_i' = |g_i| sum_k v_k u_k: cosines and the added multiples of u_j are scale-free
         def body(carry, j):
             v, row = carry
-            norm_i = jnp.sqrt(jnp.maximum(v @ c @ v, 0.0))
+            norm_i = _safe_sqrt(v @ c @ v)
             live = (norm_i > 0) & cf.alive[j] & cf.alive[i]
             phi = jnp.clip(jnp.where(live, (v @ c[:, j]) / jnp.where(live, norm_i, 1.0), 0.0), -1.0, 1.0)
             target = row[j]
             sin_t = jnp.sqrt(jnp.maximum(1.0 - target**2, 1e-12))
-            coef = norm_i * (target * jnp.sqrt(1.0 - phi**2) - phi * sin_t) / sin_t
+            coef = norm_i * (target * _safe_sqrt(1.0 - phi**2) - phi * sin_t) / sin_t
             active = (j != i) & (phi < target) & live
             v = v + jnp.where(active, coef, 0.0) * jax.nn.one_hot(j, t, dtype=v.dtype)
             row = jnp.where((j != i) & (jnp.arange(t) == j), (1 - beta) * row + beta * phi, row)

@@ -9,6 +9,7 @@ from jaxmtl.aggregators._extra_batches import extra_cross_gramian
 from jaxmtl.gramians import combine
 from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
 from jaxmtl.registry import register
+from jaxmtl.solvers import project_simplex
 
 __all__ = ["modo"]
 
@@ -51,7 +52,7 @@ def modo(gamma: float = 1e-3, *, rho: float = 0.1,
         m, s = extra_cross_gramian(extra, t, "modo")
         lam = state.weights
         grad = jnp.clip((m @ lam) * s**2 + as_float(rho) * lam, -1e30, 1e30)
-        lam = optax.projections.projection_simplex(lam - as_float(gamma) * grad).astype(jnp.float32)
+        lam = project_simplex(lam - as_float(gamma) * grad)
         return combine(lam, task_grads), state._replace(weights=lam)
 
     return method(update_fn, init_fn, name="modo", num_tasks=t)

@@ -10,6 +10,7 @@ from jaxmtl.aggregators._extra_batches import extra_cross_gramian
 from jaxmtl.gramians import combine
 from jaxmtl.protocol import WeightsState, initial_weights, method, no_skips
 from jaxmtl.registry import register
+from jaxmtl.solvers import project_simplex
 
 __all__ = ["sdmgrad"]
 
@@ -63,7 +64,7 @@ def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentu
         def sgd(_, carry):
             w, buf = carry
             buf = as_float(momentum) * buf + (m @ w + pull)
-            return optax.projections.projection_simplex(w - as_float(lr) * buf).astype(w.dtype), buf
+            return project_simplex(w - as_float(lr) * buf).astype(w.dtype), buf
 
         w, _ = jax.lax.fori_loop(0, num_iters, sgd, (state.weights, jnp.zeros((t,), jnp.float32)))
         weights = (w + lam / t) / (1.0 + lam)

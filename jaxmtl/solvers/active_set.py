@@ -34,11 +34,20 @@ first free set of both stages.
 ``Q`` must be symmetric positive definite (on the simplex's tangent space
 for :func:`simplex_qp`): callers add a small ridge where the Gramian may be
 singular. Pure JAX: jittable and vmappable.
+
+Derivatives: the solvers run on ``stop_gradient`` inputs and their answers carry
+the derivative of the KKT conditions restricted to the active set
+(:func:`jaxmtl.solvers.implicit_root`): on that set the solution solves a linear
+system (bordered by ``a^T x = 1`` for the simplex), and its derivative is one
+more solve of that system. Exact, in forward and reverse mode, wherever the
+active set is stable; no derivative goes through the ``while_loop``.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from jaxmtl.solvers.implicit import implicit_root
 
 
 def _solve_free(q, b, free, a, cholesky=False):
@@ -147,7 +156,11 @@ def nonneg_qp(q: jax.Array, b: jax.Array, *, x0: jax.Array | None = None,
               max_iter: int | None = None, pdas_iter: int = 10) -> jax.Array:
     """``argmin_{x >= 0} 1/2 x^T Q x + b^T x`` (see the module docstring; ``pdas_iter=0``
     runs the primal method alone)."""
-    return _active_set(q, b, x0, None, max_iter, pdas_iter)
+    q = jnp.asarray(q, jnp.float32)
+    b = jnp.asarray(b, jnp.float32)
+    sg = jax.lax.stop_gradient
+    x = _active_set(sg(q), sg(b), None if x0 is None else sg(x0), None, max_iter, pdas_iter)
+    return implicit_root(_nonneg_kkt, x, (q, b))
 
 
 def simplex_qp(q: jax.Array, b: jax.Array | None = None, *, a: jax.Array | None = None,
@@ -164,7 +177,33 @@ def simplex_qp(q: jax.Array, b: jax.Array | None = None, *, a: jax.Array | None 
     t = q.shape[-1]
     b = jnp.zeros((t,), jnp.float32) if b is None else jnp.asarray(b, jnp.float32)
     a = jnp.ones((t,), jnp.float32) if a is None else jnp.asarray(a, jnp.float32)
-    x = _active_set(q, b, x0, a, max_iter, pdas_iter)
-    total = a @ x
+    sg = jax.lax.stop_gradient
+    q0, b0, a0 = sg(q), sg(b), sg(a)
+    x = _active_set(q0, b0, None if x0 is None else sg(x0), a0, max_iter, pdas_iter)
+    total = a0 @ x
     ok = jnp.isfinite(total) & (total > 0)
-    return jnp.where(ok, x / jnp.where(ok, total, 1.0), _best_vertex(q, b, a))
+    x = jnp.where(ok, x / jnp.where(ok, total, 1.0), _best_vertex(q0, b0, a0))
+    # the multiplier of a^T x = 1 from the free coordinates' stationarity (least squares)
+    free = x > 0
+    g = q0 @ x + b0
+    nu = -jnp.sum(jnp.where(free, a0 * g, 0.0)) / jnp.maximum(jnp.sum(jnp.where(free, a0**2, 0.0)), 1e-30)
+    z = implicit_root(_simplex_kkt, jnp.concatenate([x, nu[None]]), (q, b, a))
+    return z[:t]
+
+
+def _nonneg_kkt(x, theta):
+    """KKT conditions of :func:`nonneg_qp` on the active set of ``x``: ``(Q x + b)_i = 0`` on
+    the free coordinates, ``x_i = 0`` on the fixed ones."""
+    q, b = theta
+    free = jax.lax.stop_gradient(x) > 0
+    return jnp.where(free, q @ x + b, x)
+
+
+def _simplex_kkt(z, theta):
+    """KKT conditions of :func:`simplex_qp` on the active set, in ``z = (x, nu)``:
+    ``(Q x + b + nu a)_i = 0`` on the free coordinates, ``x_i = 0`` on the fixed ones,
+    ``a^T x = 1``."""
+    q, b, a = theta
+    x, nu = z[:-1], z[-1]
+    free = jax.lax.stop_gradient(x) > 0
+    return jnp.concatenate([jnp.where(free, q @ x + b + nu * a, x), (a @ x - 1.0)[None]])

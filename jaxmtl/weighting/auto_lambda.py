@@ -25,7 +25,7 @@ from jaxmtl.gramians import combine, cross_gramian
 from jaxmtl.jacobians import value_and_jacobian
 from jaxmtl.protocol import find_method_state, method_state, no_skips, weighted_method
 from jaxmtl.registry import register
-from jaxmtl.weighting._losses import inner_optimizer
+from jaxmtl.weighting._losses import inner_optimizer, into_window, split_scale
 
 __all__ = ["AutoLambdaState", "auto_lambda", "auto_lambda_fd_grad", "auto_lambda_grad",
            "make_auto_lambda_step", "virtual_step"]
@@ -115,7 +115,10 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
     central finite difference of the losses (two forward passes). Use the full
     Jacobian (heads included), not :func:`jaxmtl.partition`'s shared part, for
     the meta-gradient of the whole model. :func:`make_auto_lambda_step` is a
-    complete train step.
+    complete train step. The meta-gradient is formed from ``J`` and ``d`` divided by
+    powers of two and, when its magnitude is outside ``[2^-40, 2^40]``, handed to the
+    optimiser divided by a power of two (Adam's step is unchanged up to its ``eps``):
+    finite for any float32 ``J`` and ``d``, where ``J d`` itself may exceed float32.
 
     Args:
       lr: learning rate of the default optimiser of ``lambda``, ``adam(lr)``,
@@ -141,13 +144,18 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
         lam = state.weights
         meta = extra.get("meta_grad")
         val_grad = extra.get("val_grad")
+        exponent = 0
         if meta is None and val_grad is not None:
+            # -a J d from J / 2^e and d / 2^f (exact powers of two): finite for any float32 J and d
+            (grads, e), (val_grad, f) = split_scale(grads), split_scale(val_grad)
             meta = auto_lambda_grad(grads, val_grad, virtual_lr=extra.get("virtual_lr", 1.0))
+            exponent = e + f
         if meta is None:
             return lam, state
         meta = jnp.asarray(meta, jnp.float32)
         if meta.shape != (t,):
             raise ValueError(f"auto_lambda: meta_grad has shape {meta.shape}; expected ({t},)")
+        meta = into_window(meta, exponent)   # Adam squares it (its step is scale-free up to eps)
         upd, opt_state = opt.update(meta, state.opt_state, lam)
         lam = optax.apply_updates(lam, upd)
         return lam, state._replace(weights=lam, opt_state=opt_state)

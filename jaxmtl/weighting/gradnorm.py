@@ -12,7 +12,7 @@ from jaxmtl.gramians import task_grad_norms
 from jaxmtl.masking import Mask, resolve_mask
 from jaxmtl.protocol import initial_weights, method_state, no_skips, weighted_method
 from jaxmtl.registry import register
-from jaxmtl.weighting._losses import inner_optimizer, positive
+from jaxmtl.weighting._losses import inner_optimizer, into_window, positive
 
 __all__ = ["GradNormState", "gradnorm"]
 
@@ -45,7 +45,10 @@ def gradnorm(alpha: float = 1.5, *, lr: float = 1e-3, layer: Mask = None,
     ``sum_t |w_t n_t - c_t|``; ``d = sum_t w_t g_t`` with the weights before that
     step. ``L(0)`` are the losses of the first update (LibMTL takes the first
     epoch's mean losses and keeps the weights at 1 during that epoch; the paper
-    updates ``w`` directly and renormalises).
+    updates ``w`` directly and renormalises). The objective is linear in the norms:
+    when they lie outside ``[2^-40, 2^40]`` they are divided by a power of two first
+    (Adam's step is unchanged up to its ``eps``), so its square stays finite for
+    gradients up to float32's largest.
 
     Args:
       alpha: the restoring-force exponent, ``1.5`` (paper).
@@ -81,7 +84,9 @@ def gradnorm(alpha: float = 1.5, *, lr: float = 1e-3, layer: Mask = None,
             if not chosen:
                 raise ValueError("gradnorm: the layer mask selects no leaf")
             norms = task_grad_norms(chosen)
-        norms = jnp.minimum(norms, jnp.finfo(jnp.float32).max)
+        # the objective is linear in the norms: the inner optimiser gets them within a window of
+        # magnitudes it can square (Adam's step does not change, up to its eps)
+        norms = into_window(jnp.minimum(norms, jnp.finfo(jnp.float32).max))
         initial = jnp.where(state.started, state.initial, positive(losses))
         rate = positive(losses) / initial
         rate = rate / jnp.mean(rate)
