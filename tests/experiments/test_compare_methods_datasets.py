@@ -30,7 +30,7 @@ def data_args(name: str, tmp_path) -> tuple[list[str], dict]:
     if name == "multi_fashion":
         return ["--data-dir", str(write_fake_fashion_mnist(tmp_path / "f", n_train=40, n_test=20))], {}
     if name == "multi_mnist":  # the MNIST IDX files have Fashion-MNIST's names and format
-        d = write_fake_fashion_mnist(tmp_path / "m", n_train=VAL_SIZE + 8, n_test=8, gz=False)
+        d = write_fake_fashion_mnist(tmp_path / "m", n_train=VAL_SIZE + 8, n_test=32, gz=False)
         return ["--data-dir", str(d)], {}
     if name == "cityscapes":
         return ["--data-dir", str(cityscapes_layout(tmp_path / "c", hw=(32, 64), n_train=8, n_val=4))], \
