@@ -32,9 +32,9 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
+from experiments.datasets import DEFAULT, get as get_dataset
 from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
-from experiments.datasets import DEFAULT, get as get_dataset
 from jaxmtl.data import prefetch
 from jaxmtl.data.tasks import higher_is_better
 from jaxmtl.protocol import recorded_weights
@@ -44,10 +44,6 @@ from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_g
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
 from jaxmtl.training.steps import split_variables
 
-USES_PREVIOUS_BATCH = ("famo",)
-"""Methods whose update takes ``prev_batch_losses`` (the previous step's batch at the current
-parameters; :func:`jaxmtl.training.make_task_train_step`'s ``previous_batch``): FAMO's
-"after" losses on the same batch, as its official code and paper C compute them."""
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
 """The registry's methods a study can train by name with the generic train step (all but SDMGrad
 and MoDo, which need two extra batches per step, and Auto-Lambda, which needs held-out gradients:
@@ -291,7 +287,10 @@ class _Steps:
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
         self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
                                  task_of=owners, weight_decay=spec.weight_decay, factor=factor)
-        self.previous = spec.stl_task is None and registry_name(spec.method) in USES_PREVIOUS_BATCH
+        # a method that reads the previous batch's losses at the current parameters (the registry's
+        # optional_args: FAMO's "after" losses on the step's own batch, as its official code)
+        self.previous = (spec.stl_task is None
+                         and "prev_batch_losses" in registry.get(registry_name(spec.method)).optional_args)
         self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
                                           input_key=bench.input_key, probe=probe, previous_batch=self.previous)
         self.eval = _eval_step(spec, data, self.model, self.tasks)

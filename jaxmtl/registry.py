@@ -35,7 +35,9 @@ Kinds:
 Needs: ``needs_losses``, ``needs_num_tasks``, ``extra_batches``
 (``extra_task_grads``), ``extra_args`` (other extra arguments of ``update``
 without which the method does not do what its paper does, e.g. Auto-Lambda's
-``val_grad``), ``random`` (a PRNG key in the state).
+``val_grad``), ``optional_args`` (extra arguments that bring the method closer to
+its paper when a training loop can give them, e.g. FAMO's ``prev_batch_losses``),
+``random`` (a PRNG key in the state).
 
 Claimed properties (each tested for every entry that claims it):
 
@@ -79,6 +81,7 @@ class MethodInfo:
     needs_num_tasks: bool = False
     extra_batches: bool = False
     extra_args: tuple[str, ...] = ()
+    optional_args: tuple[str, ...] = ()
     random: bool = False
     non_conflicting: bool = False
     scale: str | None = None

@@ -28,7 +28,7 @@ class FAMOState(NamedTuple):
 
 
 @register("famo", "FAMO", "loss", "Liu et al. 2023", needs_losses=True, needs_num_tasks=True, scale="linear",
-          one_task_identity=True)
+          one_task_identity=True, optional_args=("prev_batch_losses",))
 def famo(gamma: float = 1e-3, *, lr: float = 0.025, min_losses: jax.Array | None = None,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """FAMO: fast adaptive multitask optimisation.
