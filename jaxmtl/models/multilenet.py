@@ -42,8 +42,9 @@ class Head(nn.Module):
 
     @nn.compact
     def __call__(self, z, train: bool = False):
-        h = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(nn.Dense(50)(z)))
-        return nn.Dense(self.num_classes)(h)
+        # the output layer is created first (Dense_0), as it always was: its name sets its initial draw
+        out, hidden = nn.Dense(self.num_classes), nn.Dense(50)
+        return out(nn.Dropout(self.dropout, deterministic=not train)(nn.relu(hidden(z))))
 
 
 class MultiLeNet(nn.Module):
@@ -67,8 +68,8 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, z, train: bool = False):
         h, w = self.shape
-        hidden = nn.Dropout(self.dropout, deterministic=not train)(nn.relu(nn.Dense(256)(z)))
-        return nn.Dense(h * w)(hidden).reshape((z.shape[0], h, w))
+        out, hidden = nn.Dense(h * w), nn.Dense(256)   # Dense_0 the output layer, as in the classification head
+        return out(nn.Dropout(self.dropout, deterministic=not train)(nn.relu(hidden(z)))).reshape((z.shape[0], h, w))
 
 
 HEAD_KINDS = ("classify", "reconstruct")

@@ -95,8 +95,8 @@ def test_official_multilenet_heads():
     x = jnp.ones((2, 28, 28, 1))
     params = model.init(jax.random.PRNGKey(0), x)["params"]
     sizes = jax.tree.map(lambda p: p.shape, params["head_1"])
-    assert sizes["Dense_0"]["kernel"] == (50, 256) and sizes["Dense_1"]["kernel"] == (256, 784)
-    assert params["head_0"]["Dense_0"]["kernel"].shape == (50, 50)
+    assert sizes["Dense_1"]["kernel"] == (50, 256) and sizes["Dense_0"]["kernel"] == (256, 784)
+    assert params["head_0"]["Dense_1"]["kernel"].shape == (50, 50)
     logits, image = model.apply({"params": params}, x)
     assert image.shape == (2, 28, 28) and float(image.min()) < 0   # linear output: a normalised image
     a = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})[1]

@@ -40,7 +40,7 @@ def test_mixed_lenet_heads_and_split():
     logits, image = model.apply({"params": params}, x)
     assert logits.shape == (3, 10) and image.shape == (3, 28, 28)
     # paper C's decoder: 50 -> 256 -> 784, a linear output (its targets are normalised images)
-    assert params["head_1"]["Dense_0"]["kernel"].shape == (50, 256) and float(image.min()) < 0.0
+    assert params["head_1"]["Dense_1"]["kernel"].shape == (50, 256) and float(image.min()) < 0.0
     assert jax.tree.leaves(task_of(params)) and set(jax.tree.leaves(task_of(params))) == {-1, 0, 1}
     assert any(jax.tree.leaves(shared_mask(params))) and not all(jax.tree.leaves(shared_mask(params)))
     a = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})[1]
