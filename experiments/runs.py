@@ -42,6 +42,7 @@ from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
+from jaxmtl.training.representation import loss_scale_weights, make_representation_train_step
 from jaxmtl.training.steps import split_variables
 
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
@@ -63,6 +64,10 @@ which is left out here); ``cagrad_libmtl``: c = 0.5; ``aligned_mtl_libmtl``: the
 aligned rows summed (preference 1 per task, not 1/T)."""
 TRAINED_BY_MODEL_OPTIMIZER = ("uw_libmtl",)
 MODEL_OPTIMIZER = "model"
+LEVELS = ("parameters", "representation")
+HEADS = (None, "plain", "weighted", "loss_scales")
+REPRESENTATION_MODULE = "encoder"
+"""The submodule whose output is the shared representation (every model of the data sets' registry)."""
 """``method_kwargs={'optimizer': MODEL_OPTIMIZER}``: the method's own parameters are trained by the
 model's optimiser (its learning rate, schedule and moments), as paper C trains UW's."""
 
@@ -113,6 +118,14 @@ class RunSpec:
     of its models (``None``: its first), ``tiny`` the few-channel version of that
     model, ``dropout`` the model's dropout rate. ``origin``: a study's note of where
     a run comes from (paper C: the SMTO and rule behind fixed weights), part of the key.
+
+    ``level``: where the method acts, ``'parameters'`` (the task gradients of the
+    shared parameters) or ``'representation'`` (those of the shared representation,
+    the model's ``encoder`` output: :mod:`jaxmtl.training.representation`, paper C's
+    IMTL, MGDA-UB and GradDrop). ``heads``: the task-specific parameters' gradients,
+    ``None`` (the method's kind decides: loss weightings weight them, aggregators give
+    the plain sum), ``'plain'``, ``'weighted'`` (by the method's recorded weights, as
+    paper C's Nash-MTL) or ``'loss_scales'`` (IMTL's ``exp(s_t)``, at the representation).
     """
 
     method: str
@@ -132,6 +145,16 @@ class RunSpec:
     dropout: float = 0.0
     method_kwargs: dict = field(default_factory=dict)
     origin: str | None = None
+    level: str = "parameters"
+    heads: str | None = None
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level {self.level!r}: choose one of {LEVELS}")
+        if self.heads not in HEADS:
+            raise ValueError(f"heads {self.heads!r}: choose one of {HEADS}")
+        if self.heads == "loss_scales" and self.level != "representation":
+            raise ValueError("heads='loss_scales' (IMTL's exp(s)) needs level='representation'")
 
     def record_fields(self) -> dict:
         """The spec as a record holds it: the fields of :data:`NEW_FIELDS` only when they
@@ -160,7 +183,9 @@ class RunSpec:
         if "weights" in self.method_kwargs:
             return f"fixed[{self.origin}]" if self.origin else "fixed"
         args = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.method_kwargs.items()))
-        return f"{self.method}({args})" if args else self.method
+        name = self.method + ("@z" if self.level == "representation" else "")
+        name += "" if self.heads is None else f"[heads={self.heads}]"
+        return f"{name}({args})" if args else name
 
     @property
     def label(self) -> str:
@@ -190,7 +215,7 @@ def _short(value) -> str:
 
 
 NEW_FIELDS = {"dataset": DEFAULT, "arch": None, "tiny": False, "tasks": None, "dropout": 0.0,
-              "method_kwargs": {}, "origin": None}
+              "method_kwargs": {}, "origin": None, "level": "parameters", "heads": None}
 """Fields of :class:`RunSpec` left out of its key and record at these defaults."""
 
 
@@ -278,21 +303,33 @@ class _Steps:
         num_tasks = len(self.tasks)
         factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), spec.lr)
         if spec.stl_task is None:
-            owners = task_of if weights_heads(spec.method) else None
+            heads = spec.heads or ("weighted" if weights_heads(spec.method) else "plain")
+            owners = task_of if heads == "weighted" else None
             own = base_optimizer(spec.optimizer, spec.lr, factor=factor)
             method, t = build_method(spec.method, num_tasks, spec.seed, optimizer=own, kwargs=spec.method_kwargs), num_tasks
             apply_fn, trained = self.model.apply, self.tasks
         else:
-            method, t, owners = jaxmtl.linear(num_tasks=1), 1, None
+            method, t, owners, heads = jaxmtl.linear(num_tasks=1), 1, None, "plain"
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
-        self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
-                                 task_of=owners, weight_decay=spec.weight_decay, factor=factor)
         # a method that reads the previous batch's losses at the current parameters (the registry's
         # optional_args: FAMO's "after" losses on the step's own batch, as its official code)
         self.previous = (spec.stl_task is None
                          and "prev_batch_losses" in registry.get(registry_name(spec.method)).optional_args)
-        self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
-                                          input_key=bench.input_key, probe=probe, previous_batch=self.previous)
+        if spec.level == "representation":
+            if self.previous:
+                raise ValueError(f"{spec.method} reads the previous batch's losses: run it at the parameters")
+            self.tx = make_optimizer(spec.optimizer, spec.lr, optax.identity(), num_tasks=t,
+                                     weight_decay=spec.weight_decay, factor=factor)
+            weights = {"plain": None, "weighted": recorded_weights, "loss_scales": loss_scale_weights}[heads]
+            self.init, self.train = make_representation_train_step(
+                apply_fn, method, self.tx, trained, module=REPRESENTATION_MODULE, input_key=bench.input_key,
+                head_weights=weights, probe=probe)
+        else:
+            self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
+                                     task_of=owners, weight_decay=spec.weight_decay, factor=factor)
+            self.init = self.tx.init
+            self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
+                                              input_key=bench.input_key, probe=probe, previous_batch=self.previous)
         self.eval = _eval_step(spec, data, self.model, self.tasks)
 
 
@@ -405,7 +442,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     example = next(iter(bench.batches(data.train, 1)))[bench.input_key]
     variables = dict(steps.model.init(init_key, example))
     params, state = variables.pop("params"), variables
-    opt_state = steps.tx.init(params)
+    opt_state = steps.init(params)
     step = steps.train
     eval_batch = bench.eval_batch_size or spec.batch_size
     put = _placement(mesh, spec.batch_size)
