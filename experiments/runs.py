@@ -42,7 +42,8 @@ from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
-from jaxmtl.training.representation import loss_scale_weights, make_representation_train_step
+from jaxmtl.training.representation import (loss_scale_weights, make_representation_train_step, rotated,
+                                            with_rotations)
 from jaxmtl.training.steps import split_variables
 
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
@@ -67,7 +68,12 @@ MODEL_OPTIMIZER = "model"
 LEVELS = ("parameters", "representation")
 HEADS = (None, "plain", "weighted", "loss_scales")
 REPRESENTATION_MODULE = "encoder"
-"""The submodule whose output is the shared representation (every model of the data sets' registry)."""
+"""The submodule whose output is the shared representation (MultiLeNet's, MixedLeNet's)."""
+
+
+def head_names(num_tasks: int) -> list[str]:
+    """The heads' submodules of the models with a representation (``head_<t>``)."""
+    return [f"head_{t}" for t in range(num_tasks)]
 """``method_kwargs={'optimizer': MODEL_OPTIMIZER}``: the method's own parameters are trained by the
 model's optimiser (its learning rate, schedule and moments), as paper C trains UW's."""
 
@@ -302,12 +308,19 @@ class _Steps:
         self.model = bench.model(data, spec.arch or bench.archs[0], spec.tiny, spec.dropout, spec.tasks)
         num_tasks = len(self.tasks)
         factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), spec.lr)
+        kwargs = dict(spec.method_kwargs)
+        relation = kwargs.pop("lr_relation", None)   # RotoGrad's rotations, at lr x lr_relation
+        self.rotations = relation is not None
+        if self.rotations and spec.level != "representation":
+            raise ValueError("method_kwargs lr_relation (RotoGrad's rotations) needs level='representation'")
         if spec.stl_task is None:
             heads = spec.heads or ("weighted" if weights_heads(spec.method) else "plain")
             owners = task_of if heads == "weighted" else None
             own = base_optimizer(spec.optimizer, spec.lr, factor=factor)
-            method, t = build_method(spec.method, num_tasks, spec.seed, optimizer=own, kwargs=spec.method_kwargs), num_tasks
+            method, t = build_method(spec.method, num_tasks, spec.seed, optimizer=own, kwargs=kwargs), num_tasks
             apply_fn, trained = self.model.apply, self.tasks
+            if self.rotations:
+                apply_fn = rotated(apply_fn, head_names(num_tasks))
         else:
             method, t, owners, heads = jaxmtl.linear(num_tasks=1), 1, None, "plain"
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
@@ -321,16 +334,28 @@ class _Steps:
             self.tx = make_optimizer(spec.optimizer, spec.lr, optax.identity(), num_tasks=t,
                                      weight_decay=spec.weight_decay, factor=factor)
             weights = {"plain": None, "weighted": recorded_weights, "loss_scales": loss_scale_weights}[heads]
+            rotation_tx = None
+            if self.rotations:   # the official code: its own Adam group, no weight decay, the same schedule
+                rot_lr = spec.lr * relation
+                rotation_tx = base_optimizer(spec.optimizer, rot_lr, factor=lr_factor(
+                    spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), rot_lr))
             self.init, self.train = make_representation_train_step(
                 apply_fn, method, self.tx, trained, module=REPRESENTATION_MODULE, input_key=bench.input_key,
-                head_weights=weights, probe=probe)
+                head_weights=weights, probe=probe, rotation_tx=rotation_tx)
         else:
             self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
                                      task_of=owners, weight_decay=spec.weight_decay, factor=factor)
             self.init = self.tx.init
             self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
                                               input_key=bench.input_key, probe=probe, previous_batch=self.previous)
-        self.eval = _eval_step(spec, data, self.model, self.tasks)
+        self.eval = _eval_step(spec, data, self.model, self.tasks, self.rotations)
+
+    def start(self, params: Any, example: Any) -> tuple[Any, Any]:
+        """The run's initial ``(params, optimiser state)`` from the model's parameters (identity
+        rotations added for RotoGrad)."""
+        if self.rotations:
+            params = with_rotations(params, self.model.apply, example, REPRESENTATION_MODULE, len(self.tasks))
+        return params, self.init(params)
 
 
 _CACHE: "OrderedDict[str, Any]" = OrderedDict()
@@ -350,11 +375,13 @@ def _cached(key: list, data: Any, build: Callable[[], Any]) -> Any:
     return entry[1]
 
 
-def _eval_step(spec: RunSpec, data: Any, model, tasks):
-    """The evaluation step of the model of ``spec``: one for every run of that model and task set."""
+def _eval_step(spec: RunSpec, data: Any, model, tasks, rotations: bool = False):
+    """The evaluation step of the model of ``spec``: one for every run of that model and task set
+    (``rotations``: with RotoGrad's rotations before the heads)."""
     bench = get_dataset(spec.dataset)
-    key = ["eval", spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks]
-    return _cached(key, data, lambda: make_task_eval_step(model.apply, tasks, input_key=bench.input_key))
+    key = ["eval", spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks, rotations]
+    apply_fn = rotated(model.apply, head_names(len(tasks))) if rotations else model.apply
+    return _cached(key, data, lambda: make_task_eval_step(apply_fn, tasks, input_key=bench.input_key))
 
 
 def _steps(spec: RunSpec, data: Any, probe: Callable | None) -> _Steps:
@@ -442,7 +469,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     example = next(iter(bench.batches(data.train, 1)))[bench.input_key]
     variables = dict(steps.model.init(init_key, example))
     params, state = variables.pop("params"), variables
-    opt_state = steps.init(params)
+    params, opt_state = steps.start(params, example)
     step = steps.train
     eval_batch = bench.eval_batch_size or spec.batch_size
     put = _placement(mesh, spec.batch_size)

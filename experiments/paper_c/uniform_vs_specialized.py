@@ -48,8 +48,10 @@ rate, GradDrop's signs through the activation with one draw per feature and the
 official rescaling; Nash-MTL's shared update clipped at norm 1 and its heads
 weighted by ``alpha``; FAMO's "after" losses on the step's own batch
 (``prev_batch_losses``); RLW (Normal and Dirichlet), SI.
-Departures, stated in the summary: RotoGrad is its scaling part (no rotations) and
-Auto-Lambda (held-out gradients, its own step) is not run; the partner of a canvas item is drawn from the seed (paper C ships index
+RotoGrad (:func:`jaxmtl.training.representation.rotated`): its magnitude scaling and
+its rotations of the 50-d representation, trained by their own Adam.
+Departures, stated in the summary: Auto-Lambda (held-out gradients, its own step)
+is not run; the partner of a canvas item is drawn from the seed (paper C ships index
 files); items default to Fashion-MNIST (offline here; ``--source mnist --data-dir``).
 
 Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005, 0.0025,
@@ -105,7 +107,7 @@ PAPER_LRS = [0.01, 0.0075, 0.005, 0.0025, 0.001, 0.00075, 0.0005]
 PAPER_DROPOUTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 PAPER_METHODS = {
     "mean": {}, "uncertainty": {}, "mgda_loss_plus": {}, "pcgrad": {}, "graddrop": {},
-    "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {},
+    "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {"lr_relation": [5.0, 1.0, 0.5, 0.1]},
     "nash_mtl": {}, "scale_invariant": {}, "rlw": {}, "rlw_dirichlet": {}, "cdtt": {"alpha": [0.2, 0.4, 0.6, 0.8, 1.0]},
     "famo": {"gamma": [1e-2, 1e-3, 1e-4]},
 }
@@ -122,7 +124,8 @@ EMA_BETA = 0.9
 """The EMA of paper C's fixed weights."""
 PRESETS = {
     "tiny": dict(data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=16, seeds=[0, 1], val_seeds=1,
-                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}}, lrs=[1e-3], dropouts=[0.0],
+                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}, "rotograd": {"lr_relation": [1.0]}},
+                 lrs=[1e-3], dropouts=[0.0],
                  weight_decays=[0.0], fixed_from=1, every=2, extend=0),
     "quick": dict(data=dict(n_train=768, n_val=600, n_test=1000), epochs=16, batch_size=64, seeds=[0, 1, 2],
                   val_seeds=2, problems=PAPER_PROBLEMS, methods=QUICK_METHODS, lrs=[0.005, 0.0025, 0.001],
@@ -181,11 +184,14 @@ a squared error ``eta + L e^{-2 eta} / 2``, an L1 loss ``eta + L e^{-eta}``."""
 
 
 AT_REPRESENTATION = {"imtl": ("loss_scales", {}), "mgda_loss_plus": ("plain", {}),
-                     "graddrop": ("plain", {"reduce_axes": 1, "input_sign": True, "renormalize": True})}
+                     "graddrop": ("plain", {"reduce_axes": 1, "input_sign": True, "renormalize": True}),
+                     "rotograd": ("plain", {})}
 """The methods paper C's code applies to the gradients of the 50-d representation (not of the encoder's
 parameters), with the heads' rule and the settings of its ``optimizers/``: IMTL's heads weighted by
-``exp(s_t)``; MGDA-UB's and GradDrop's given the plain sum; GradDrop's signs read through the
-activation, one draw per feature over the batch, the kept sum rescaled to the plain sum's norm."""
+``exp(s_t)``; MGDA-UB's, GradDrop's and RotoGrad's given the plain sum; GradDrop's signs read through
+the activation, one draw per feature over the batch, the kept sum rescaled to the plain sum's norm;
+RotoGrad with its rotations of the whole representation (``lr_relation``: their learning rate over
+the model's, paper C's grid {5, 1, 0.5, 0.1}; no weight decay)."""
 HEADS_WEIGHTED = {"nash_mtl"}
 """Aggregators whose heads paper C's code weights by the method's weights (Nash-MTL's ``alpha``)."""
 

@@ -39,16 +39,63 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmtl.aggregators.rotograd import rotate, rotation_loss, rotation_matrices
 from jaxmtl.data.tasks import Task
 from jaxmtl.protocol import find_method_state
 from jaxmtl.training.steps import split_variables, task_losses
 
 
+ROTATIONS = "rotations"
+"""The parameters' entry holding RotoGrad's rotations (``skew``, ``(T, d, d)``) in a rotated model."""
+
+
 class RepresentationState(NamedTuple):
-    """Optimiser state of a representation step: the method's and the model optimiser's."""
+    """Optimiser state of a representation step: the method's, the model optimiser's and,
+    with rotations, the rotations' optimiser's."""
 
     method: Any
     model: Any
+    rotations: Any = None
+
+
+def rotated(apply_fn: Callable[..., Any], heads: Sequence[str], parametrization: str = "expm") -> Callable[..., Any]:
+    """``apply_fn`` with RotoGrad's rotations (Javaloy & Valera 2022) between the trunk and the heads.
+
+    The rotations' parameters are ``params[ROTATIONS]`` (``(T, d, d)``, see
+    :func:`jaxmtl.aggregators.rotograd.rotation_matrices`; zeros: identities); the call of the
+    top-level submodule ``heads[t]`` gets ``R_t z`` in place of its first argument ``z``.
+    ``R_t`` is held fixed (``stop_gradient``): the task losses do not train it (its update is
+    :func:`jaxmtl.aggregators.rotograd.rotation_loss`'s, in the representation step), as in
+    the official implementation. The model is not rewritten: the heads' calls are intercepted.
+    """
+    heads = tuple(heads)
+
+    def apply(variables, x, **kw):
+        params = dict(variables["params"])
+        if ROTATIONS not in params:
+            raise ValueError(f"a rotated model needs params[{ROTATIONS!r}] (T, d, d); got entries {sorted(params)}")
+        rot = jax.lax.stop_gradient(rotation_matrices(params.pop(ROTATIONS), parametrization))
+
+        def rotate_input(next_fun, args, kwargs, context):
+            path = tuple(context.module.path)
+            if context.method_name == "__call__" and len(path) == 1 and path[0] in heads:
+                t = heads.index(path[0])
+                return next_fun(rotate(rot[t:t + 1], args[0])[0], *args[1:], **kwargs)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(rotate_input):
+            return apply_fn({**variables, "params": params}, x, **kw)
+
+    return apply
+
+
+def with_rotations(params: Any, apply_fn: Callable[..., Any], example: jax.Array, module: str, num_tasks: int,
+                   **kw) -> dict:
+    """``params`` with identity rotations (zeros ``(T, d, d)``) for the representation of size ``d``
+    that ``module`` outputs on ``example``."""
+    encode, _ = split_at(apply_fn, module)
+    shape = jax.eval_shape(lambda: encode({"params": params}, example, **kw)[0]).shape
+    return {**params, ROTATIONS: jnp.zeros((num_tasks, shape[-1], shape[-1]), jnp.float32)}
 
 
 def split_at(apply_fn: Callable[..., Any], module: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -100,7 +147,9 @@ def make_representation_train_step(apply_fn: Callable[..., Any], method: optax.G
                                    tx: optax.GradientTransformation, tasks: Sequence[Task], *,
                                    module: str = "encoder", input_key: str = "image",
                                    head_weights: Callable[[Any], jax.Array] | None = None,
-                                   probe: Callable[[Any, Any], Any] | None = None):
+                                   probe: Callable[[Any, Any], Any] | None = None,
+                                   rotation_tx: optax.GradientTransformation | None = None,
+                                   parametrization: str = "expm"):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses[, probe])``
     with ``method`` applied at the output of submodule ``module`` (see the module's text).
 
@@ -110,13 +159,24 @@ def make_representation_train_step(apply_fn: Callable[..., Any], method: optax.G
     1 each). ``probe(task_grads, params)``, as in
     :func:`jaxmtl.training.make_task_train_step`, gets ``{module: J_z}``, the
     representation Jacobian, and the parameters.
+
+    ``rotation_tx``: RotoGrad's rotations are trained too: ``apply_fn`` is
+    :func:`rotated`, ``params[ROTATIONS]`` holds them (:func:`with_rotations`), and they
+    take one step of ``rotation_tx`` (the official code: Adam at the model's learning rate
+    times ``lr_relation``, no weight decay) on :func:`~jaxmtl.aggregators.rotograd.rotation_loss`
+    of the representation Jacobian (taken with respect to the unrotated ``z``); ``tx``
+    leaves them alone.
     """
     tasks = tuple(tasks)
     encode, decode = split_at(apply_fn, module)
     method = optax.with_extra_args_support(method)
 
+    def model_part(tree):
+        return {k: v for k, v in tree.items() if k != ROTATIONS} if rotation_tx is not None else tree
+
     def init(params):
-        return RepresentationState(method.init(None), tx.init(params))
+        rot = None if rotation_tx is None else rotation_tx.init(params[ROTATIONS])
+        return RepresentationState(method.init(None), tx.init(model_part(params)), rot)
 
     @jax.jit
     def step(variables, opt_state, batch, rng):
@@ -136,9 +196,15 @@ def make_representation_train_step(apply_fn: Callable[..., Any], method: optax.G
         h = jnp.ones((t,), losses.dtype) if head_weights is None else head_weights(method_state)
         head_grads = heads_vjp(jnp.asarray(h, losses.dtype))[0]
         grads = jax.tree.map(jnp.add, trunk_vjp(cotangent.astype(z.dtype))[0], head_grads)
-        updates, model_state = tx.update(grads, opt_state.model, params, value=jnp.sum(losses))
+        updates, model_state = tx.update(model_part(grads), opt_state.model, model_part(params), value=jnp.sum(losses))
+        rot_state = None
+        if rotation_tx is not None:
+            loss_of = lambda s: rotation_loss(rotation_matrices(s, parametrization), rep_grads)  # noqa: E731
+            rot_updates, rot_state = rotation_tx.update(jax.grad(loss_of)(params[ROTATIONS]), opt_state.rotations,
+                                                        params[ROTATIONS])
+            updates = {**updates, ROTATIONS: rot_updates}
         new = {"params": optax.apply_updates(params, updates), **merge_collections(trunk_cols, head_cols, module)}
-        out = new, RepresentationState(method_state, model_state), losses
+        out = new, RepresentationState(method_state, model_state, rot_state), losses
         return out if probe is None else (*out, probe({module: rep_grads}, params))
 
     return init, step

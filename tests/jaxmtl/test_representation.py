@@ -110,3 +110,32 @@ def test_graddrop_at_the_representation_draws_one_sign_per_feature():
         tx.update(g, tx.init(None))
     with pytest.raises(ValueError, match="reduce_axes"):
         jaxmtl.graddrop(reduce_axes=-1)
+
+
+def test_rotated_heads_read_the_rotated_representation_and_the_rotations_learn():
+    from jaxmtl.aggregators.rotograd import rotation_matrices
+    from jaxmtl.training.representation import ROTATIONS, rotated, with_rotations
+    model, variables, batch = setup(dropout=0.0)
+    params = with_rotations(variables["params"], model.apply, batch["image"], "encoder", 2)
+    assert params[ROTATIONS].shape == (2, 50, 50)
+    skew = jnp.asarray(np.random.default_rng(4).normal(size=(2, 50, 50)), jnp.float32)
+    params = {**params, ROTATIONS: skew}
+    apply = rotated(model.apply, ["head_0", "head_1"])
+    out = apply({"params": params}, batch["image"])
+    encode, decode = split_at(model.apply, "encoder")
+    z, _ = encode({"params": variables["params"]}, batch["image"])
+    rot = rotation_matrices(skew)
+    for t in range(2):
+        manual, _ = decode({"params": variables["params"]}, z @ rot[t].T, batch["image"])
+        np.testing.assert_allclose(out[t], manual[t], rtol=1e-4, atol=1e-5)
+    # one step: the rotations move by their own optimiser only (the model's decay leaves them alone)
+    tx = optax.chain(optax.add_decayed_weights(0.5), optax.sgd(0.1))
+    init, step = make_representation_train_step(apply, jaxmtl.rotograd(num_tasks=2), tx, TASKS,
+                                                rotation_tx=optax.sgd(0.0))
+    new, state, _ = step({"params": params}, init(params), batch, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(new["params"][ROTATIONS], skew)
+    init, step = make_representation_train_step(apply, jaxmtl.rotograd(num_tasks=2), tx, TASKS,
+                                                rotation_tx=optax.sgd(1.0))
+    new, state, _ = step({"params": params}, init(params), batch, jax.random.PRNGKey(0))
+    assert not np.allclose(new["params"][ROTATIONS], skew)
+    assert state.rotations is not None
