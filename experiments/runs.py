@@ -42,6 +42,7 @@ from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
+from jaxmtl.training.held_out import make_held_out_train_step
 from jaxmtl.training.representation import (loss_scale_weights, make_representation_train_step, rotated,
                                             with_rotations)
 from jaxmtl.training.steps import split_variables
@@ -309,10 +310,15 @@ class _Steps:
         num_tasks = len(self.tasks)
         factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), spec.lr)
         kwargs = dict(spec.method_kwargs)
-        relation = kwargs.pop("lr_relation", None)   # RotoGrad's rotations, at lr x lr_relation
-        self.rotations = relation is not None
+        # lr_relation: the method's own parameters learn at the model's learning rate times it, as
+        # paper C's code: RotoGrad's rotations (scheduled as the model's), Auto-Lambda's weights
+        relation = kwargs.pop("lr_relation", None)
+        self.rotations = relation is not None and spec.method == "rotograd"
         if self.rotations and spec.level != "representation":
             raise ValueError("method_kwargs lr_relation (RotoGrad's rotations) needs level='representation'")
+        if relation is not None and not self.rotations:
+            kwargs["lr"] = spec.lr * relation
+        self.lr_at = (lambda count: spec.lr * float(factor(count))) if callable(factor) else (lambda count: spec.lr)
         if spec.stl_task is None:
             heads = spec.heads or ("weighted" if weights_heads(spec.method) else "plain")
             owners = task_of if heads == "weighted" else None
@@ -326,11 +332,13 @@ class _Steps:
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
         # a method that reads the previous batch's losses at the current parameters (the registry's
         # optional_args: FAMO's "after" losses on the step's own batch, as its official code)
-        self.previous = (spec.stl_task is None
-                         and "prev_batch_losses" in registry.get(registry_name(spec.method)).optional_args)
+        info = registry.get(registry_name(spec.method)) if spec.stl_task is None else None
+        self.previous = info is not None and "prev_batch_losses" in info.optional_args
+        # a method that learns from a held-out batch (Auto-Lambda: paper C draws it from validation)
+        self.held_out = info is not None and "val_grad" in info.extra_args
         if spec.level == "representation":
-            if self.previous:
-                raise ValueError(f"{spec.method} reads the previous batch's losses: run it at the parameters")
+            if self.previous or self.held_out:
+                raise ValueError(f"{spec.method} reads another batch's losses: run it at the parameters")
             self.tx = make_optimizer(spec.optimizer, spec.lr, optax.identity(), num_tasks=t,
                                      weight_decay=spec.weight_decay, factor=factor)
             weights = {"plain": None, "weighted": recorded_weights, "loss_scales": loss_scale_weights}[heads]
@@ -346,8 +354,14 @@ class _Steps:
             self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
                                      task_of=owners, weight_decay=spec.weight_decay, factor=factor)
             self.init = self.tx.init
-            self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
-                                              input_key=bench.input_key, probe=probe, previous_batch=self.previous)
+            if self.held_out:
+                self.train = make_held_out_train_step(apply_fn, self.tx, trained, shared=shared_mask,
+                                                      input_key=bench.input_key, probe=probe,
+                                                      weight_decay=spec.weight_decay)
+            else:
+                self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
+                                                  input_key=bench.input_key, probe=probe,
+                                                  previous_batch=self.previous)
         self.eval = _eval_step(spec, data, self.model, self.tasks, self.rotations)
 
     def start(self, params: Any, example: Any) -> tuple[Any, Any]:
@@ -424,6 +438,18 @@ def _probe_values(hooks: Sequence[Hook], value):
     return zip(probing, value if len(probing) > 1 else (value,))
 
 
+HELD_OUT_BATCH = 100
+"""The held-out batch of a method that learns from one (paper C's validation batch for Auto-Lambda)."""
+
+
+def held_out_batches(bench, split: Any, size: int, seed: int):
+    """Batches of ``size`` from ``split``, reshuffled each pass, without end (a resumed run starts
+    them over)."""
+    rng = np.random.default_rng([seed, 1])
+    while True:
+        yield from bench.batches(split, size, rng)
+
+
 def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] = (), mesh: Mesh | None = None,
               checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Trains one run on ``data`` (data set ``spec.dataset`` of
@@ -482,6 +508,9 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     # step (FAMO's first update has no "before" losses), and in the checkpoint
     previous = put(next(iter(bench.batches(data.train, spec.batch_size)))) if steps.previous else None
     ckpt = None if checkpoint_dir is None else RunCheckpoint(checkpoint_dir)
+    if steps.held_out and mesh is not None:
+        raise ValueError(f"{spec.method} learns from held-out batches: train it on one device")
+    held_out = held_out_batches(bench, data.val, min(HELD_OUT_BATCH, len(data.val)), spec.seed)
 
     def arrays():  # what a checkpoint holds (no "state" entry for models without one)
         return {"params": params, "opt_state": opt_state, "key": key, **({"state": state} if state else {}),
@@ -509,7 +538,10 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
                 hook.on_step(count, params, batch, sub)
             start_time = time.perf_counter()
             batch = put(batch)
-            out = step({"params": params, **state}, opt_state, batch, sub, *((previous,) if steps.previous else ()))
+            extra = (previous,) if steps.previous else ()
+            if steps.held_out:
+                extra = (next(held_out), jnp.float32(steps.lr_at(count)))
+            out = step({"params": params, **state}, opt_state, batch, sub, *extra)
             previous = batch if steps.previous else None
             variables, opt_state, loss = out[:3]
             params, state = split_variables(variables)

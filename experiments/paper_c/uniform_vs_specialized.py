@@ -47,11 +47,14 @@ heads weighted by ``exp(s_t)`` and its loss scales by Adam at the run's learning
 rate, GradDrop's signs through the activation with one draw per feature and the
 official rescaling; Nash-MTL's shared update clipped at norm 1 and its heads
 weighted by ``alpha``; FAMO's "after" losses on the step's own batch
-(``prev_batch_losses``); RLW (Normal and Dirichlet), SI.
+(``prev_batch_losses``); RLW (Normal and Dirichlet), SI; all 16 of paper C's methods.
 RotoGrad (:func:`jaxmtl.training.representation.rotated`): its magnitude scaling and
-its rotations of the 50-d representation, trained by their own Adam.
-Departures, stated in the summary: Auto-Lambda (held-out gradients, its own step)
-is not run; the partner of a canvas item is drawn from the seed (paper C ships index
+its rotations of the 50-d representation, trained by their own Adam. Auto-Lambda
+(:mod:`jaxmtl.training.held_out`): its weights start at 0.1 and move before each step
+by the official finite-difference meta-gradient of a validation batch of 100 after a
+virtual step at the model's current learning rate, with their own Adam at the model's
+learning rate times ``lr_relation`` (paper C's grid {1e3, ..., 1e-3}).
+Departures, stated in the summary: the partner of a canvas item is drawn from the seed (paper C ships index
 files); items default to Fashion-MNIST (offline here; ``--source mnist --data-dir``).
 
 Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005, 0.0025,
@@ -110,11 +113,12 @@ PAPER_METHODS = {
     "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {"lr_relation": [5.0, 1.0, 0.5, 0.1]},
     "nash_mtl": {}, "scale_invariant": {}, "rlw": {}, "rlw_dirichlet": {}, "cdtt": {"alpha": [0.2, 0.4, 0.6, 0.8, 1.0]},
     "famo": {"gamma": [1e-2, 1e-3, 1e-4]},
+    "auto_lambda": {"lr_relation": [1e3, 1e2, 10.0, 1.0, 0.1, 0.01, 1e-3]},
 }
 """Paper C's Multi-MNIST methods (registry names) and their grids."""
-SCREENED = {"mean", "cagrad", "cdtt", "edm", "famo", "imtl", "nash_mtl", "rotograd"}
+SCREENED = {"mean", "cagrad", "cdtt", "edm", "famo", "imtl", "nash_mtl", "rotograd", "auto_lambda"}
 """The methods paper C carries past CL+RR, its screening problem (``scripts/mnist/multi_task_smto_best.sh``:
-GradDrop, MGDA-UB, PCGrad, RLW, SI and UW are run on CL+RR only; Auto-Lambda, not run here, is kept)."""
+GradDrop, MGDA-UB, PCGrad, RLW, SI and UW are run on CL+RR only)."""
 QUICK_METHODS = {"mean": {}, "uncertainty": {}, "imtl": {}, "cagrad": {"c": [0.5]}, "nash_mtl": {},
                  "famo": {"gamma": [1e-3]}}
 """``quick``'s methods: Unit. Scal., four SMTOs paper C's Table 3 puts above it on CL+RR (CAGrad -2.14,
@@ -124,7 +128,8 @@ EMA_BETA = 0.9
 """The EMA of paper C's fixed weights."""
 PRESETS = {
     "tiny": dict(data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=16, seeds=[0, 1], val_seeds=1,
-                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}, "rotograd": {"lr_relation": [1.0]}},
+                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}, "rotograd": {"lr_relation": [1.0]},
+                                                "auto_lambda": {"lr_relation": [1.0]}},
                  lrs=[1e-3], dropouts=[0.0],
                  weight_decays=[0.0], fixed_from=1, every=2, extend=0),
     "quick": dict(data=dict(n_train=768, n_val=600, n_test=1000), epochs=16, batch_size=64, seeds=[0, 1, 2],
