@@ -83,6 +83,7 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -303,6 +304,34 @@ def fixed_specs(best: dict, cfg: dict) -> list[RunSpec]:
     return specs
 
 
+def run_protocol(cfg: dict, run: Callable[[list[RunSpec], str], list[dict]]) -> tuple[list[dict], int]:
+    """Steps 1-5 of the protocol on ``cfg`` (a preset with its data and task sets), each phase's
+    runs trained (or read) by ``run(specs, phase) -> records``; returns the records and how
+    many runs the protocol asked for (more than the records when some are missing)."""
+    specs = grid_specs(cfg)
+    records, wanted = run(specs, "grid"), len(specs)
+    # the single-task references: their best configurations on the other seeds too
+    stl_more = [RunSpec.from_record(runs[0]["spec"], seed=seed)
+                for runs in stl_configurations(records, val_seeds(cfg)).values() for seed in cfg["seeds"][cfg["val_seeds"]:]]
+    wanted += len(stl_more)
+    records += run(stl_more, "single-task repeats")
+    base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
+    best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
+    for _ in range(cfg["extend"]):
+        more = extension_specs(cfg, best)
+        if not more:
+            break
+        wanted += len(more)
+        records += run(more, "grid extension")
+        best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
+    for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
+                                     for seed in cfg["seeds"][cfg["val_seeds"]:]]),
+                        ("fixed weights", fixed_specs(best, cfg))):
+        wanted += len(more)
+        records += run(more, phase)
+    return records, wanted
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, datasets=WITH_PROBLEMS,
                           default=WITH_PROBLEMS[0], why="it compares named task sets (paper C's problems)")
@@ -343,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                + ("" if args.dataset == WITH_PROBLEMS[0] else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    train, wanted = not args.report_only, 0
+    train = not args.report_only
     key = lambda s: f"{s.key}-every{cfg['every']}"   # noqa: E731 (the trace's spacing shapes the record)
 
     def run(specs, phase):
@@ -351,28 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_grid(specs, data, store, key=key, hooks=lambda s: [Trace(cfg["every"])], phase=phase)
         return [store.get(key(s)) for s in specs if key(s) in store]
 
-    specs = grid_specs(cfg)
-    records = run(specs, "grid")
-    # the single-task references: their best configurations on the other seeds too
-    stl_more = [RunSpec.from_record(runs[0]["spec"], seed=seed)
-                for runs in stl_configurations(records, val_seeds(cfg)).values() for seed in cfg["seeds"][cfg["val_seeds"]:]]
-    wanted += len(stl_more)
-    records += run(stl_more, "single-task repeats")
-    base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
-    best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
-    for _ in range(cfg["extend"]):
-        more = extension_specs(cfg, best)
-        if not more:
-            break
-        wanted += len(more)
-        records += run(more, "grid extension")
-        best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
-    for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
-                                     for seed in cfg["seeds"][cfg["val_seeds"]:]]),
-                        ("fixed weights", fixed_specs(best, cfg))):
-        wanted += len(more)
-        records += run(more, phase)
-    missing = len(specs) + wanted - len(records)
+    records, wanted = run_protocol(cfg, run)
+    missing = wanted - len(records)
     text, figures = report(records, cfg)
     header = (f"# Study C: uniform loss vs specialized optimizers on {bench.title} (preset `{args.preset}`)\n\n"
               f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"

@@ -195,7 +195,8 @@ def make_representation_train_step(apply_fn: Callable[..., Any], method: optax.G
         cotangent, method_state = method.update(rep_grads, opt_state.method, z, losses=losses)
         h = jnp.ones((t,), losses.dtype) if head_weights is None else head_weights(method_state)
         head_grads = heads_vjp(jnp.asarray(h, losses.dtype))[0]
-        grads = jax.tree.map(jnp.add, trunk_vjp(cotangent.astype(z.dtype))[0], head_grads)
+        cotangent = jax.tree.map(lambda c, rep: c.astype(rep.dtype), cotangent, z)   # z: any pytree of features
+        grads = jax.tree.map(jnp.add, trunk_vjp(cotangent)[0], head_grads)
         updates, model_state = tx.update(model_part(grads), opt_state.model, model_part(params), value=jnp.sum(losses))
         rot_state = None
         if rotation_tx is not None:
