@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
+from experiments.cli import UsageError
 from experiments.datasets import DEFAULT, get as get_dataset
 from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
@@ -267,7 +267,7 @@ def _placement(mesh: Mesh | None, batch_size: int):
     if mesh is None:
         return lambda batch: batch
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
+        raise UsageError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
                          "pick a batch size that is a multiple of --devices")
     return lambda batch: shard_batch(batch, mesh)
 
@@ -487,7 +487,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     """
     bench = get_dataset(spec.dataset)
     if len(data.train) < spec.batch_size:
-        raise ValueError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
+        raise UsageError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
                          f"{spec.batch_size} (pass a smaller batch size)")
     probe = _combined_probe(hooks)
     steps = _steps(spec, data, probe)
@@ -608,8 +608,9 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
     holding its lock (:class:`~jaxmtl.training.results.RunLock`, ``checkpoints/<key>.lock``);
     another process says so in one line, trains its other runs first, then waits for
     the run's record (and trains it itself if the owner died without one). Ctrl-C
-    drops the current run (its last epoch's checkpoint stays), prints how many runs
-    are done and re-raises ``KeyboardInterrupt``.
+    drops the current run (its last epoch's checkpoint stays) and raises a
+    ``KeyboardInterrupt`` saying how many runs are done (printed by
+    :func:`experiments.cli.run_main`).
     """
     key = key or (lambda s: s.key)
     unique = list({key(s): s for s in specs}.values())
@@ -655,7 +656,6 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
             bar.close()
             store.refresh()
             done = sum(key(s) in store for s in unique)
-            print(f"interrupted: {done} of {len(unique)} runs done in {store.path}; run the same command "
-                  "again to resume (an interrupted run from its last finished epoch)", file=sys.stderr)
-            raise
+            raise KeyboardInterrupt(f"interrupted: {done} of {len(unique)} runs done in {store.path}; run the "
+                                    "same command again to resume (a cut run from its last finished epoch)") from None
     return [store.get(key(s)) for s in specs]

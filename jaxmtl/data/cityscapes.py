@@ -61,7 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmtl.data.dense import (DenseDataset, DenseSplit, Resized, find_root, held_out, numbered_files, read_numpy_split,
+from jaxmtl.data.dense import (DenseDataset, DenseSplit, Resized, find_root, held_out, numbered_files, read_numpy_splits,
                                resize_example, standardise)
 
 ENV_VAR = "JAXMTL_CITYSCAPES_DIR"
@@ -273,7 +273,10 @@ def load_cityscapes(data_dir: str | os.PathLike | None = None, *, classes: int =
     ``manual_dir`` the folder of the official zips and ``gtfine_dir`` the
     unzipped ``gtFine`` folder (instance task only; default ``<manual_dir>/gtFine``).
     Raises ``FileNotFoundError`` (what is missing, where, how to get it) when the
-    data are absent, ``ValueError`` when ``instance`` is requested without its files.
+    data are absent, ``ValueError`` when ``instance`` is requested without its files,
+    and, for the NumPy layout, :class:`~jaxmtl.data.checks.DataError` naming a file
+    that fails the up-front checks (:func:`jaxmtl.data.dense.check_numpy_split`: a
+    label map not of the image's size, class ids outside ``0 .. classes - 1`` and -1).
     """
     tasks = _check_tasks(tasks)
     if classes not in (7, 19):
@@ -284,14 +287,13 @@ def load_cityscapes(data_dir: str | os.PathLike | None = None, *, classes: int =
         root = find_root(data_dir, ENV_VAR, DEFAULT_DIR)
         fields = {"image": "image", "segmentation": f"label_{classes}", "depth": "depth"}
         fields = {k: v for k, v in fields.items() if k == "image" or k in tasks}
-        splits = [read_numpy_split(root, split, fields, HOW_TO_GET) for split in ("train", "val")]
         if "instance" in tasks:
             for split in ("train", "val"):
                 directory = root / split / "instance"
-                if not (directory.is_dir() and numbered_files(directory)):
+                if (root / split / "image").is_dir() and not (directory.is_dir() and numbered_files(directory)):
                     raise _no_instance(f"no {directory}/<i>.npy files", str(root))
             fields["instance"] = "instance"
-            splits = [read_numpy_split(root, split, fields, HOW_TO_GET) for split in ("train", "val")]
+        splits = read_numpy_splits(root, ("train", "val"), fields, HOW_TO_GET, classes)
         train, test = (DenseSplit(NumpyExamples(s.examples, tuple(size))) for s in splits)
     elif source == "tfds":
         if "instance" in tasks:
