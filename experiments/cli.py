@@ -28,7 +28,8 @@ def run_main(main: Callable[[], int | None]) -> int:
     that a rerun resumes). Any other exception is a bug and keeps its traceback.
     """
     try:
-        return main() or 0
+        status = main()
+        return status if isinstance(status, int) else 0
     except KeyboardInterrupt as err:
         print(str(err) or "interrupted; run the same command again to resume", file=sys.stderr)
         return 130
