@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +99,23 @@ def test_every_study_entry_point_reports_user_errors_without_traceback(tmp_path)
     for (argv, message), (module, status, err) in zip(cases, results):
         assert (module, status) == (argv[0], 2), err
         assert message in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_study_stops_cleanly(tmp_path):
+    """SIGINT once the first run has checkpointed an epoch: the prefetch thread stops, the run is
+    dropped, the study says how many runs are done and that a rerun resumes, exit 130."""
+    data, out = write_fake_fashion_mnist(tmp_path / "fashion"), tmp_path / "out"
+    study = subprocess.Popen([sys.executable, "-m", "experiments.compare_methods", "--preset", "tiny", "--methods",
+                              "ew", "--epochs", "100", "--data-dir", str(data), "--out", str(out)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not any(p.name.isdigit() for p in (out / "checkpoints").rglob("*")) and study.poll() is None:
+        assert time.monotonic() < deadline, "the study trained no epoch in 240 s"
+        time.sleep(0.2)
+    study.send_signal(signal.SIGINT)
+    stdout, stderr = study.communicate(timeout=60)
+    assert study.returncode == 130, stderr[-3000:]
+    assert (f"interrupted: 0 of 3 runs done in {out / 'results.jsonl'}; run the same command again to resume"
+            in stderr)
+    assert "Traceback" not in stderr and "Segmentation" not in stderr
