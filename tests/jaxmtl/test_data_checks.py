@@ -121,3 +121,18 @@ def test_tfds_records_are_checked():
         qm9.check_source("qm9/train", [{**molecule, "charges": np.pad([6, 17], (0, 27))}])
     with pytest.raises(DataError, match=r"^qm9/train: expected targets in \[-inf, inf\], found the value nan$"):
         qm9.check_source("qm9/train", [{**molecule, "mu": float("nan")}])
+
+
+def test_a_tfds_cityscapes_record_of_another_shape():
+    from jaxmtl.data.cityscapes import check_tfds_record
+    from tests.fake_datasets import png16
+
+    seg = {"image_id": "aachen_1", "image_left": np.zeros((32, 64, 3), np.uint8),
+           "segmentation_label": np.zeros((32, 64, 1), np.uint8)}
+    check_tfds_record(seg, {"disparity_map": png16(np.ones((32, 64)))})
+    with pytest.raises(DataError, match=r"^tfds cityscapes record aachen_1: expected label ids for its image of shape "
+                                        r"\(32, 64, 1\) or \(32, 64\), found shape \(64, 32, 1\)$"):
+        check_tfds_record({**seg, "segmentation_label": np.zeros((64, 32, 1), np.uint8)}, None)
+    with pytest.raises(DataError, match=r"expected disparities for its image of shape \(32, 64, 1\), found shape "
+                                        r"\(16, 64, 1\)$"):
+        check_tfds_record(seg, {"disparity_map": png16(np.ones((16, 64)))})
