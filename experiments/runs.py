@@ -32,6 +32,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
+from experiments.cli import UsageError
 from experiments.datasets import DEFAULT, get as get_dataset
 from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
@@ -41,6 +42,7 @@ from jaxmtl.protocol import recorded_weights
 from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
+from jaxmtl.training.results import RunLock, remove_empty_parents
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
 from jaxmtl.training.held_out import make_held_out_train_step
 from jaxmtl.training.representation import (loss_scale_weights, make_representation_train_step, rotated,
@@ -265,7 +267,7 @@ def _placement(mesh: Mesh | None, batch_size: int):
     if mesh is None:
         return lambda batch: batch
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
+        raise UsageError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
                          "pick a batch size that is a multiple of --devices")
     return lambda batch: shard_batch(batch, mesh)
 
@@ -485,7 +487,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     """
     bench = get_dataset(spec.dataset)
     if len(data.train) < spec.batch_size:
-        raise ValueError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
+        raise UsageError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
                          f"{spec.batch_size} (pass a smaller batch size)")
     probe = _combined_probe(hooks)
     steps = _steps(spec, data, probe)
@@ -599,22 +601,61 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
     Each run without hooks checkpoints after every epoch under ``checkpoints/<run
     key>`` beside the store and resumes from there when the study is started again;
     the checkpoint goes once the run's record is in the store (a run with hooks starts
-    again: what its hooks collected is not in a checkpoint). ``devices`` as in
-    :func:`device_mesh`.
+    again: what its hooks collected is not in a checkpoint), and no empty folder stays.
+    ``devices`` as in :func:`device_mesh`.
+
+    Several processes may run grids on one store: a run is trained by the process
+    holding its lock (:class:`~jaxmtl.training.results.RunLock`, ``checkpoints/<key>.lock``);
+    another process says so in one line, trains its other runs first, then waits for
+    the run's record (and trains it itself if the owner died without one). Ctrl-C
+    drops the current run (its last epoch's checkpoint stays) and raises a
+    ``KeyboardInterrupt`` saying how many runs are done (printed by
+    :func:`experiments.cli.run_main`).
     """
     key = key or (lambda s: s.key)
-    todo = list({key(s): s for s in specs if key(s) not in store}.values())
+    unique = list({key(s): s for s in specs}.values())
+    todo = [s for s in unique if key(s) not in store]
     mesh = device_mesh(devices)
     print(f"{phase + ': ' if phase else ''}{len(specs)} runs, {len(specs) - len(todo)} already done in "
           f"{store.path}; data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test examples"
           f"{f'; {mesh.size} devices' if mesh is not None else ''}")
+    root = store.path.parent / "checkpoints"
     with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
-        for spec in todo:
-            bar.set_description(spec.label)
-            attached = hooks(spec) if hooks is not None else ()
-            directory = None if attached else store.path.parent / "checkpoints" / spec.key
-            record = train_run(spec, data, progress=bar, mesh=mesh, checkpoint_dir=directory, hooks=attached)
-            store.add({**record, "key": key(spec)})
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+
+        def train(spec: RunSpec, wait: bool) -> bool:
+            lock = RunLock(root / f"{key(spec)}.lock")
+            if not lock.acquire():
+                if not wait:
+                    tqdm.write(f"{spec.label}: process {lock.owner()} is training it; "
+                               "training the other runs first")
+                    return False
+                tqdm.write(f"{spec.label}: waiting for process {lock.owner()}, which is training it")
+                lock.acquire(wait=True)
+            try:
+                store.refresh()
+                if key(spec) in store:   # trained by another process meanwhile
+                    bar.update(steps_per_run(spec, data))
+                    return True
+                bar.set_description(spec.label)
+                attached = hooks(spec) if hooks is not None else ()
+                directory = None if attached else root / spec.key
+                record = train_run(spec, data, progress=bar, mesh=mesh, checkpoint_dir=directory, hooks=attached)
+                store.add({**record, "key": key(spec)})
+                if directory is not None:
+                    shutil.rmtree(directory, ignore_errors=True)
+            finally:
+                lock.release()
+                remove_empty_parents(lock.path, root)
+            return True
+
+        try:
+            others = [spec for spec in todo if not train(spec, wait=False)]
+            for spec in others:
+                train(spec, wait=True)
+        except KeyboardInterrupt:
+            bar.close()
+            store.refresh()
+            done = sum(key(s) in store for s in unique)
+            raise KeyboardInterrupt(f"interrupted: {done} of {len(unique)} runs done in {store.path}; run the "
+                                    "same command again to resume (a cut run from its last finished epoch)") from None
     return [store.get(key(s)) for s in specs]

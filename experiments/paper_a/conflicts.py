@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import study_data, study_parser  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser  # noqa: E402
 from experiments.datasets import DEFAULT  # noqa: E402
 from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
 from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
@@ -228,4 +228,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

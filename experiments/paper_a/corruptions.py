@@ -45,7 +45,7 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DEFAULT  # noqa: E402
 from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import (LIBMTL_SETTINGS, METHODS, Hook, RunSpec, device_mesh, steps_per_run,  # noqa: E402
@@ -294,4 +294,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -89,7 +89,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import study_data, study_parser, with_overrides
+from experiments.cli import run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -403,4 +403,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
