@@ -199,6 +199,15 @@ PAPER_C_CITYSCAPES = {
 """Paper C on Cityscapes (``scripts/cityscapes/*.sh``): batch 32, 150 epochs, the learning rate x weight
 decay grid, one run per configuration then two more of the chosen one; the final benchmark's
 segmentation, disparity and instance offsets (R18, 256x512, 19 classes: loader settings)."""
+PAPER_C_LADDER = {
+    "R50": dict(arch="deeplab_resnet50", size=(128, 256), classes=7, problem="S+D"),
+    "R18": dict(arch="deeplab_resnet18", size=(128, 256), classes=7, problem="S+D"),
+    "+I": dict(arch="deeplab_resnet18", size=(128, 256), classes=7, problem="S+D+I"),
+    "HR": dict(arch="deeplab_resnet18", size=(256, 512), classes=7, problem="S+D+I"),
+    "19C": dict(arch="deeplab_resnet18", size=(256, 512), classes=19, problem="S+D+I"),
+}
+"""The rungs of paper C's Cityscapes complexity ladder (its Fig. 3b; ``scripts/cityscapes/progression/*.sh``):
+model, loader settings and task set (:mod:`experiments.paper_c.ladder`)."""
 PAPER_C_QM9 = {
     "paper": dict(batch_size=120, epochs=300, lrs=[5e-3, 1e-3, 5e-4, 1e-4], weight_decays=[0.0], dropouts=[0.0],
                   seeds=[0, 1, 2], val_seeds=1, schedule="plateau"),
@@ -230,7 +239,7 @@ DATASETS: dict[str, Benchmark] = {
         load=load_cityscapes, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
         archs=DENSE_ARCHS, batch_size=64, task_names=("segmentation", "depth", "instance"), tasks_in_loader=True,
         problems={"S+D": ("segmentation", "depth"), "S+D+I": ("segmentation", "depth", "instance")},
-        protocols={"paper_c": PAPER_C_CITYSCAPES},
+        protocols={"paper_c": PAPER_C_CITYSCAPES, "paper_c_ladder": PAPER_C_LADDER},
         fake_batch=_dense_batch(128, 256, 7, False),
         meta=dict(tasks=("segmentation", "depth"), num_classes=7)),
     "nyuv2": Benchmark(

@@ -511,7 +511,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     previous = put(next(iter(bench.batches(data.train, spec.batch_size)))) if steps.previous else None
     ckpt = None if checkpoint_dir is None else RunCheckpoint(checkpoint_dir)
     if steps.held_out and mesh is not None:
-        raise ValueError(f"{spec.method} learns from held-out batches: train it on one device")
+        raise UsageError(f"{spec.method} learns from held-out batches: train it on one device")
     held_out = held_out_batches(bench, data.val, min(HELD_OUT_BATCH, len(data.val)), spec.seed)
 
     def arrays():  # what a checkpoint holds (no "state" entry for models without one)

@@ -47,7 +47,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from experiments.cli import study_parser
+from experiments.cli import run_main, study_parser
 from experiments.datasets import DATASETS, PAPER_C_CITYSCAPES, load_dataset
 from experiments.paper_c.report import best_configs, label, test_scores
 from experiments.paper_c.uniform_vs_specialized import SCHEDULE, Trace, run_protocol, val_seeds
@@ -58,14 +58,10 @@ from experiments.selection import stl_baselines
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-RUNGS = {
-    "R50": dict(arch="deeplab_resnet50", size=(128, 256), classes=7, problem="S+D"),
-    "R18": dict(arch="deeplab_resnet18", size=(128, 256), classes=7, problem="S+D"),
-    "+I": dict(arch="deeplab_resnet18", size=(128, 256), classes=7, problem="S+D+I"),
-    "HR": dict(arch="deeplab_resnet18", size=(256, 512), classes=7, problem="S+D+I"),
-    "19C": dict(arch="deeplab_resnet18", size=(256, 512), classes=19, problem="S+D+I"),
-}
-"""The rungs of paper C's Fig. 3b (``scripts/cityscapes/progression/*.sh`` and ``best_grad_test_multi_task.sh``)."""
+LADDER = next(name for name, bench in DATASETS.items() if "paper_c_ladder" in bench.protocols)
+"""The data set of the ladder (Cityscapes)."""
+RUNGS = DATASETS[LADDER].protocols["paper_c_ladder"]
+"""The rungs, as the registry holds them (:data:`experiments.datasets.PAPER_C_LADDER`)."""
 METHODS = {"mean": {}, "imtl": {}}
 PAPER_19C = {"mean": -5.31, "imtl": 0.57}
 """Paper C's Table 4 at the last rung (test delta-m C, %)."""
@@ -79,12 +75,12 @@ PRESETS = {
 def rung_config(preset: dict, rung: str, data, tiny: bool) -> dict:
     """The study's configuration of one rung: its problem, model and data settings."""
     spec = RUNGS[rung]
-    bench = DATASETS["cityscapes"]
+    bench = DATASETS[LADDER]
     settings = dict(preset["data"], size=spec["size"], classes=spec["classes"],
                     tasks=list(bench.problems[spec["problem"]]), seed=0)
     arch = None if spec["arch"] == bench.archs[0] else spec["arch"]
     return {"schedule": SCHEDULE, **preset, "problems": [spec["problem"]], "task_sets": bench.problems,
-            "data": settings, "fields": {"dataset": "cityscapes", "arch": arch, "tiny": tiny}, "bench": bench,
+            "data": settings, "fields": {"dataset": LADDER, "arch": arch, "tiny": tiny}, "bench": bench,
             "loaded": data}
 
 
@@ -127,7 +123,7 @@ def summary(scores: dict[str, dict[str, list[dict]]]) -> tuple[str, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "ladder", PRESETS, datasets=("cityscapes",), default="cityscapes",
+    parser = study_parser(__doc__, "ladder", PRESETS, datasets=(LADDER,), default=LADDER,
                           why="the ladder is paper C's Cityscapes progression")
     parser.add_argument("--rungs", nargs="+", choices=list(RUNGS), default=list(RUNGS),
                         help="which rungs to run (default: all five, in order)")
@@ -140,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, scores = time.time(), {}
     for rung in args.rungs:
         probe = rung_config(preset, rung, None, args.tiny_model)
-        data = load_dataset("cityscapes", args.data_dir, **probe["data"])
+        data = load_dataset(LADDER, args.data_dir, **probe["data"])
         cfg = rung_config(preset, rung, data, args.tiny_model)
         key = lambda s: f"{s.key}-every{cfg['every']}"   # noqa: E731 (the trace's spacing shapes the record)
         records, _ = run_protocol(cfg, lambda specs, phase: run_grid(
@@ -155,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -17,7 +17,8 @@ from experiments.datasets import DATASETS, DEFAULT, load_dataset
 ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENTS = ROOT / "experiments"
 STUDIES = ["compare_methods", "paper_a.optimizer_study", "paper_a.loss_scale", "paper_a.conflicts",
-           "paper_a.corruptions", "paper_b.trajectories", "paper_c.uniform_vs_specialized"]
+           "paper_a.corruptions", "paper_a.toy", "paper_b.trajectories", "paper_c.uniform_vs_specialized",
+           "paper_c.ladder"]
 
 
 def string_constants(path: Path) -> set[str]:

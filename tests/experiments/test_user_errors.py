@@ -91,6 +91,7 @@ def test_every_study_entry_point_reports_user_errors_without_traceback(tmp_path)
         (["experiments.paper_c.uniform_vs_specialized", "--dataset", "multi_mnist", "--source", "mnist",
           "--data-dir", str(mnist), *out],
          f"error: {mnist} lacks t10k-labels-idx1-ubyte.gz (the data set's other files are there)\n"),
+        (["experiments.paper_c.ladder", "--arch", "segnet", *out], "each rung sets its own model"),
     ]
     done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([argv for argv, _ in cases])], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
