@@ -59,14 +59,15 @@ files); items default to Fashion-MNIST (offline here; ``--source mnist --data-di
 
 Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005, 0.0025,
 0.001, 0.00075, 0.0005} x dropout in {0, ..., 0.5}, 100 epochs, batch 256, 5 + 5
-seeds; CAGrad c, FAMO gamma and CDTT alpha grids; every method on CL+RR, the
-screened ones (:data:`SCREENED`) on the other pairs): about 12,500 runs of 100
-epochs, on the order of 150 GPU hours (an estimate, not a measurement: our CPU
+seeds; CAGrad c, FAMO gamma, CDTT alpha and RotoGrad's and Auto-Lambda's lr_relation grids; every method on CL+RR, the
+screened ones (:data:`SCREENED`) on the other pairs): about 19,000 runs of 100
+epochs, on the order of 230 GPU hours (an estimate, not a measurement: our CPU
 step time at batch 256 over an assumed 50x GPU speed-up). On Cityscapes and QM9
 (``--dataset``) the data set's own protocol applies (its registry entry: paper C's
 batch, epochs and learning-rate x weight-decay grids, QM9's ReduceLROnPlateau), on
 the final Cityscapes benchmark (segmentation, disparity, instance offsets) and the 11
-QM9 targets; the Cityscapes complexity ladder of paper C's Fig. 3b is not built. ``quick`` (CPU:
+QM9 targets; the Cityscapes complexity ladder of paper C's Fig. 3b is
+:mod:`experiments.paper_c.ladder`. ``quick`` (CPU:
 about 45 minutes on 2 idle cores, about 180 runs) reduces the data (768/600/1000
 canvases), the epochs (16, enough for most runs to peak before the last), the
 method set (6), the grid (3 learning rates, extended at its edges; no dropout: every
