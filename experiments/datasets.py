@@ -193,12 +193,16 @@ def _qm9_batch(batch_size, rng):
 
 PAPER_C_CITYSCAPES = {
     "paper": dict(batch_size=32, epochs=150, lrs=[5e-3, 1e-3, 5e-4, 1e-4], weight_decays=[1e-4, 1e-5, 0.0],
-                  dropouts=[0.0], seeds=[0, 1, 2], val_seeds=1, schedule="exp_decay", problems=["S+D+I"]),
-    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[1e-4], dropouts=[0.0], problems=["S+D+I"]),
+                  dropouts=[0.0], seeds=[0, 1, 2], val_seeds=1, schedule="exp_decay", problems=["S+D+I"],
+                  without=("rotograd",)),
+    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[1e-4], dropouts=[0.0], problems=["S+D+I"],
+                 without=("rotograd",)),
 }
 """Paper C on Cityscapes (``scripts/cityscapes/*.sh``): batch 32, 150 epochs, the learning rate x weight
 decay grid, one run per configuration then two more of the chosen one; the final benchmark's
-segmentation, disparity and instance offsets (R18, 256x512, 19 classes: loader settings)."""
+segmentation, disparity and instance offsets (R18, 256x512, 19 classes: loader settings). ``without``:
+RotoGrad, whose rotations need one feature array (paper C rotates 512 channels of its ResNet's last
+map; our DeepLab's and SegNet's trunks output several maps)."""
 PAPER_C_LADDER = {
     "R50": dict(arch="deeplab_resnet50", size=(128, 256), classes=7, problem="S+D"),
     "R18": dict(arch="deeplab_resnet18", size=(128, 256), classes=7, problem="S+D"),

@@ -366,11 +366,12 @@ class _Steps:
                                                   previous_batch=self.previous)
         self.eval = _eval_step(spec, data, self.model, self.tasks, self.rotations)
 
-    def start(self, params: Any, example: Any) -> tuple[Any, Any]:
-        """The run's initial ``(params, optimiser state)`` from the model's parameters (identity
-        rotations added for RotoGrad)."""
+    def start(self, params: Any, state: dict, example: Any) -> tuple[Any, Any]:
+        """The run's initial ``(params, optimiser state)`` from the model's parameters and other
+        collections (identity rotations added for RotoGrad)."""
         if self.rotations:
-            params = with_rotations(params, self.model.apply, example, REPRESENTATION_MODULE, len(self.tasks))
+            params = with_rotations({"params": params, **state}, self.model.apply, example, REPRESENTATION_MODULE,
+                                    len(self.tasks))
         return params, self.init(params)
 
 
@@ -497,7 +498,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     example = next(iter(bench.batches(data.train, 1)))[bench.input_key]
     variables = dict(steps.model.init(init_key, example))
     params, state = variables.pop("params"), variables
-    params, opt_state = steps.start(params, example)
+    params, opt_state = steps.start(params, state, example)
     step = steps.train
     eval_batch = bench.eval_batch_size or spec.batch_size
     put = _placement(mesh, spec.batch_size)

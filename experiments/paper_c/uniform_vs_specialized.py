@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = {"schedule": SCHEDULE, **PRESETS[args.preset], **bench.protocols.get("paper_c", {}).get(args.preset, {})}
     cfg = with_overrides(preset, args, ("problems", "lrs", "dropouts", "weight_decays", "seeds", "val_seeds", "epochs"))
     cfg["problems"] = cfg["problems"] or list(bench.problems)
+    cfg["methods"] = {m: g for m, g in cfg["methods"].items() if m not in cfg.get("without", ())}
     unknown = [p for p in cfg["problems"] if p not in bench.problems]
     if unknown:
         parser.error(f"--problems {' '.join(unknown)}: {args.dataset}'s are {', '.join(bench.problems)}")

@@ -89,13 +89,17 @@ def rotated(apply_fn: Callable[..., Any], heads: Sequence[str], parametrization:
     return apply
 
 
-def with_rotations(params: Any, apply_fn: Callable[..., Any], example: jax.Array, module: str, num_tasks: int,
-                   **kw) -> dict:
-    """``params`` with identity rotations (zeros ``(T, d, d)``) for the representation of size ``d``
-    that ``module`` outputs on ``example``."""
+def with_rotations(variables: dict, apply_fn: Callable[..., Any], example: jax.Array, module: str,
+                   num_tasks: int) -> dict:
+    """The parameters of ``variables`` with identity rotations (zeros ``(T, d, d)``) for the
+    representation of ``d`` features (its last axis) that ``module`` outputs on ``example``."""
     encode, _ = split_at(apply_fn, module)
-    shape = jax.eval_shape(lambda: encode({"params": params}, example, **kw)[0]).shape
-    return {**params, ROTATIONS: jnp.zeros((num_tasks, shape[-1], shape[-1]), jnp.float32)}
+    z = jax.eval_shape(lambda: encode(variables, example, train=False)[0])
+    if not isinstance(z, jax.ShapeDtypeStruct):
+        raise ValueError(f"RotoGrad's rotations need the representation as one array of features; the "
+                         f"submodule {module!r} returns {jax.tree.structure(z)}")
+    d = z.shape[-1]
+    return {**variables["params"], ROTATIONS: jnp.zeros((num_tasks, d, d), jnp.float32)}
 
 
 def split_at(apply_fn: Callable[..., Any], module: str) -> tuple[Callable[..., Any], Callable[..., Any]]:

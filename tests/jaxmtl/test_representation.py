@@ -116,7 +116,7 @@ def test_rotated_heads_read_the_rotated_representation_and_the_rotations_learn()
     from jaxmtl.aggregators.rotograd import rotation_matrices
     from jaxmtl.training.representation import ROTATIONS, rotated, with_rotations
     model, variables, batch = setup(dropout=0.0)
-    params = with_rotations(variables["params"], model.apply, batch["image"], "encoder", 2)
+    params = with_rotations(variables, model.apply, batch["image"], "encoder", 2)
     assert params[ROTATIONS].shape == (2, 50, 50)
     skew = jnp.asarray(np.random.default_rng(4).normal(size=(2, 50, 50)), jnp.float32)
     params = {**params, ROTATIONS: skew}
