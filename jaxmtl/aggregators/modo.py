@@ -14,7 +14,7 @@ from jaxmtl.solvers import project_simplex
 __all__ = ["modo"]
 
 
-@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=True)
+@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=2)
 def modo(gamma: float = 1e-3, *, rho: float = 0.1,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoDo: multi-objective gradient with double sampling.

@@ -15,7 +15,7 @@ from jaxmtl.solvers import project_simplex
 __all__ = ["sdmgrad"]
 
 
-@register("sdmgrad", "SDMGrad", "gradient", "Xiao et al. 2023", needs_num_tasks=True, extra_batches=True)
+@register("sdmgrad", "SDMGrad", "gradient", "Xiao et al. 2023", needs_num_tasks=True, extra_batches=2)
 def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentum: float = 0.5,
             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """SDMGrad: stochastic direction-oriented multi-objective gradient descent.

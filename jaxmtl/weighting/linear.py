@@ -17,7 +17,8 @@ __all__ = ["linear"]
 REDUCTIONS = ("sum", "mean")
 
 
-@register("ew", "EW", "loss", "Kurin et al. 2022; Elich et al. 2023", scale="linear", one_task_identity=True)
+@register("ew", "EW", "loss", "Kurin et al. 2022; Elich et al. 2023", scale="linear", one_task_identity=True,
+          aliases=("Sum",))
 @register("mean", "Unit. Scal.", "loss", "Kurin et al. 2022; Gama & Grassi 2025",
           kwargs={"reduction": "mean"}, scale="linear", one_task_identity=True)
 def linear(weights: Sequence[float] | jax.Array | None = None, *, reduction: str = "sum",

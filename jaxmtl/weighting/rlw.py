@@ -26,7 +26,7 @@ class RLWState(NamedTuple):
 
 
 @register("rlw", "RLW", "loss", "Lin et al. 2022", random=True, permutation="distribution",
-          one_task_identity=True)
+          one_task_identity=True, aliases=("Random",))
 @register("rlw_dirichlet", "RLW (Dirichlet)", "loss", "Lin et al. 2022", kwargs={"distribution": "dirichlet"},
           random=True, permutation="distribution", one_task_identity=True)
 def rlw(distribution: str = "normal", *, alpha: float = 1.0, seed: int = 0,
