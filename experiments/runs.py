@@ -512,7 +512,8 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
     print(f"{phase + ': ' if phase else ''}{len(specs)} runs, {len(specs) - len(todo)} already done in "
           f"{store.path}; data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test examples"
           f"{f'; {mesh.size} devices' if mesh is not None else ''}")
-    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True,
+              disable=not todo) as bar:   # a finished rerun: the line above, no empty bar
         for spec in todo:
             bar.set_description(spec.label)
             attached = hooks(spec) if hooks is not None else ()

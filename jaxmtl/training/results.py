@@ -17,6 +17,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp makes 0600; colleagues read results
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -24,6 +25,12 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 class ResultStore:
