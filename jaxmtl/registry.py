@@ -10,13 +10,13 @@ benchmarks, the property tests and the README's methods table all read it::
 
 Names are looked up case-insensitively, ignoring ``_``, ``-``, spaces and
 parentheses, among the entries' names, labels and aliases, so the names users
-bring from LibMTL and TorchJD work (:func:`resolve`):
+bring from LibMTL and TorchJD work (:func:`resolve`)::
 
->>> from jaxmtl import registry
->>> [registry.resolve(n) for n in ("UW", "Nash_MTL", "IMTLG", "Aligned_MTL", "Sum", "Random")]
-['uncertainty', 'nash_mtl', 'imtl_g', 'aligned_mtl', 'ew', 'rlw']
->>> registry.get("SDMGrad").requirements
-('num_tasks', 'extra_task_grads (2 batches)')
+    >>> from jaxmtl import registry
+    >>> [registry.resolve(n) for n in ("UW", "Nash_MTL", "IMTLG", "Aligned_MTL", "Sum", "Random")]
+    ['uncertainty', 'nash_mtl', 'imtl_g', 'aligned_mtl', 'ew', 'rlw']
+    >>> registry.get("SDMGrad").requirements
+    ('num_tasks', 'extra_task_grads (2 batches)')
 
 An entry is written where its method is, by :func:`register` on the factory
 (stacked for several configurations of one factory, listed in registry order

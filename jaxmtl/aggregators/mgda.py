@@ -54,9 +54,7 @@ def mgda(normalization: str = "none", *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MGDA: the min-norm point of the convex hull of the task gradients.
 
-    Désidéri (2012), "Multiple-gradient descent algorithm (MGDA) for
-    multiobjective optimization"; Sener & Koltun (2018), "Multi-Task Learning as
-    Multi-Objective Optimization".
+    Désidéri (2012); Sener & Koltun (2018).
 
     Update rule: ``w = argmin_{w in simplex} w^T G w``, ``d = J^T w``. ``d`` is the
     shortest vector in the convex hull of the gradients; ``J d >= |d|^2 >= 0`` (no
@@ -89,6 +87,11 @@ def mgda(normalization: str = "none", *, reg: float = 1e-6,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`mgda_weights`.
+
+    References:
+      - Désidéri (2012). "Multiple-gradient descent algorithm (MGDA) for multiobjective
+        optimization"
+      - Sener & Koltun (2018). "Multi-Task Learning as Multi-Objective Optimization"
     """
     one_of("normalization", normalization, NORMALIZATIONS)
     check("reg", reg, lambda v: v >= 0, "non-negative")

@@ -95,9 +95,8 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Auto-Lambda: task weights learned by a one-step look-ahead on held-out data.
 
-    Liu, Liang, Davison & Johns (2022), "Auto-Lambda: Disentangling Dynamic Task
-    Relationships". Update rule: the loss is ``sum_t lambda_t L_t``. Before each
-    model step, ``lambda`` takes one step of its own optimiser (Adam(``lr``)) on
+    Liu, Liang, Davison & Johns (2022). Update rule: the loss is ``sum_t lambda_t L_t``.
+    Before each model step, ``lambda`` takes one step of its own optimiser (Adam(``lr``)) on
     the held-out loss after a virtual SGD step,
 
         theta'(lambda) = theta - a * (sum_t lambda_t g_t + wd * theta),
@@ -132,6 +131,9 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`AutoLambdaState`.
+
+    References:
+      - Liu, Liang, Davison & Johns (2022). "Auto-Lambda: Disentangling Dynamic Task Relationships"
     """
     t = task_count(num_tasks, "auto_lambda", "its state holds the learned task weights")
     opt = inner_optimizer(optimizer, lr)

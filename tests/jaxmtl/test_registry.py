@@ -152,6 +152,9 @@ def test_factory_signature_and_docstring(factory):
     doc = inspect.getdoc(factory)
     assert "Args:" in doc and "Returns:" in doc and "num_tasks" in doc
     assert re.search(r"\b(19|20)\d\d\b", doc), "cite the paper"
+    references = doc.split("\nReferences:\n")
+    assert len(references) == 2 and re.search(r'^  - .+ \((19|20)\d\d\)\. "', references[1], re.M), \
+        "end the docstring with a References section: '  - Authors (year). \"Title\"'"
     for p in params:
         assert f"{p.name}:" in doc or f"``{p.name}``" in doc, f"document {p.name}"
 
