@@ -147,6 +147,12 @@ def gramian(task_grads: Any) -> jax.Array:
     """``G[t, s] = <g_t, g_s>`` summed over leaves, float32 ``(T, T)``.
 
     Overflows for gradient entries beyond ~1e19; methods use :func:`scaled_gramian`.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> jaxmtl.gramian({"w": jnp.array([[3.0, 4.0], [2.0, 4.0]]), "b": jnp.array([[0.0], [1.0]])})
+      Array([[25., 22.],
+             [22., 21.]], dtype=float32)
     """
     g, scale = scaled_gramian(task_grads)
     return g * scale**2

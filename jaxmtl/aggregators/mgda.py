@@ -18,7 +18,16 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 def mgda_weights(gramian: jax.Array | ScaledGramian, *, normalization: str = "none",
                  losses: jax.Array | None = None, reg: float | jax.Array = 1e-6) -> jax.Array:
-    """MGDA weights (on the simplex) from a Gramian of any origin; see :func:`mgda`."""
+    """MGDA weights (on the simplex) from a Gramian of any origin; see :func:`mgda`.
+
+    Examples:
+      Orthogonal gradients of norms 1 and 2: the min-norm point of their convex hull
+      weights them by ``1 / |g_t|^2``, normalised:
+
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> jaxmtl.mgda_weights(jnp.array([[1.0, 0.0], [0.0, 4.0]]))
+      Array([0.8, 0.2], dtype=float32)
+    """
     one_of("normalization", normalization, NORMALIZATIONS)
     cf = cosine_form(gramian)
     t = cf.cos.shape[0]
