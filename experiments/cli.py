@@ -50,9 +50,10 @@ def method_names(choices: Iterable[str]) -> Callable[[str], str]:
             resolved = None
         if resolved in allowed:
             return resolved
-        known = f"{name!r} is {resolved!r}, which" if resolved else f"{name!r} is not a method name and"
-        raise argparse.ArgumentTypeError(f"{known} this study does not run; choose from {', '.join(allowed)} "
-                                         "(or their labels and LibMTL/TorchJD names, e.g. UW, Nash_MTL)")
+        what = f"{name!r} is {resolved!r}, which this study does not run" if resolved else \
+            f"{name!r} is not a method name"
+        raise argparse.ArgumentTypeError(f"{what}; choose from {', '.join(allowed)} (or their labels and "
+                                         "LibMTL/TorchJD names, e.g. UW, Nash_MTL)")
 
     return method
 

@@ -5,7 +5,9 @@ The clean environment is built offline: a fresh ``venv`` (no site packages) gets
 ``--no-deps``, and a ``.pth`` file puts on its path a folder of links to the installed
 distributions of the core dependencies (``jax``, ``optax``, ``chex``, ``numpy``) and of what they
 require in turn, computed from their metadata. Flax, tfds, matplotlib and the rest of the
-``experiments`` extra are thus absent, as in ``pip install jaxmtl`` (PyPI is not needed).
+``experiments`` extra are thus absent, as in ``pip install jaxmtl``. Only the build itself reaches
+out: ``pip wheel`` builds in an isolated environment with the backend pyproject.toml asks for
+(setuptools>=77, from PyPI or pip's cache; the project's venv may hold an older setuptools).
 """
 from __future__ import annotations
 

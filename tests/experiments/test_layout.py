@@ -144,5 +144,5 @@ def test_study_method_names_take_libmtl_and_torchjd_names():
     with pytest.raises(argparse.ArgumentTypeError, match="'PCGrad' is 'pcgrad', which this study does not run; "
                                                          "choose from ew, uw_libmtl, nash_mtl, imtl_g"):
         parse("PCGrad")
-    with pytest.raises(argparse.ArgumentTypeError, match="'foo' is not a method name"):
+    with pytest.raises(argparse.ArgumentTypeError, match="'foo' is not a method name; choose from ew, uw_libmtl"):
         parse("foo")
