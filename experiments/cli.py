@@ -75,7 +75,7 @@ class _DatasetAction(argparse.Action):
 
 def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, data: bool = True,
                  datasets: tuple[str, ...] | None = None, why: str = "",
-                 default: str | None = None, default_preset: str = "quick") -> argparse.ArgumentParser:
+                 default: str | None = None) -> argparse.ArgumentParser:
     """The arguments every study shares, with ``--help`` saying what each preset runs and
     how long it takes (``notes``: one line per preset) and every default
     (:class:`HelpFormatter`): ``--preset``, ``--out`` and, for studies that
@@ -86,7 +86,7 @@ def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, d
     ``--tiny-model`` and ``--tasks``."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=HelpFormatter,
                                      epilog=preset_epilog(presets, notes))
-    parser.add_argument("--preset", choices=list(presets), default=default_preset,
+    parser.add_argument("--preset", choices=list(presets), default="quick",
                         help="the size of the study (see presets below)")
     parser.add_argument("--out", default=None, help=f"output directory (default results/{name}/<preset>)")
     if data:

@@ -45,7 +45,8 @@ from jaxmtl import sharding
 
 
 def parse(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
     parser.add_argument("--num-processes", type=int, default=1, help="the number of processes (hosts)")
     parser.add_argument("--process-id", type=int, default=0, help="this process's rank, 0 to N-1")

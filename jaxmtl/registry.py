@@ -44,11 +44,11 @@ Kinds:
 
 Needs (summed up by :attr:`MethodInfo.requirements`): ``needs_losses``,
 ``needs_num_tasks``, ``extra_batches`` (the number of extra independent batches
-whose task gradients ``update`` takes as ``extra_task_grads``), ``extra_args`` (other extra arguments of ``update``
-without which the method does not do what its paper does, e.g. Auto-Lambda's
-``val_grad``), ``optional_args`` (extra arguments that bring the method closer to
-its paper when a training loop can give them, e.g. FAMO's ``prev_batch_losses``),
-``random`` (a PRNG key in the state).
+whose task gradients ``update`` takes as ``extra_task_grads``), ``extra_args``
+(other extra arguments of ``update`` without which the method does not do what
+its paper does, e.g. Auto-Lambda's ``val_grad``), ``optional_args`` (extra
+arguments that bring the method closer to its paper when a training loop can give
+them, e.g. FAMO's ``prev_batch_losses``), ``random`` (a PRNG key in the state).
 
 Claimed properties (each tested for every entry that claims it):
 
@@ -196,10 +196,11 @@ def resolve(name: str) -> str:
     or without ``_``/``-`` (LibMTL's ``Nash_MTL``, TorchJD's ``NashMTL`` and ``'nash_mtl'``
     all give ``'nash_mtl'``). An unknown name is a ``ValueError`` that lists the close ones
     and every registry name."""
-    found = names().get(_key(name))
+    known = names()
+    found = known.get(_key(name))
     if found is None:
-        close = difflib.get_close_matches(_key(name), list(names()), n=3)
-        hint = f" (did you mean {', '.join(names()[c] for c in close)}?)" if close else ""
+        close = difflib.get_close_matches(_key(name), list(known), n=3)
+        hint = f" (did you mean {', '.join(dict.fromkeys(known[c] for c in close))}?)" if close else ""
         raise ValueError(f"unknown method {name!r}{hint}; known: {', '.join(METHODS)}")
     return found
 

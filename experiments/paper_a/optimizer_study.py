@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
                              "library's defaults (" + ", ".join(OTHER_METHODS) + "); registry labels and "
                              "LibMTL/TorchJD names give the library's (UW: uncertainty)")
     parser.add_argument("--per-task", nargs="*", choices=list(PER_TASK), default=None,
-                        help="EW with per-task optimiser state: " + ", ".join(f"{k} ({v})" for k, v in PER_TASK.items()))
+                        help="EW with per-task optimiser state: "
+                             + ", ".join(f"{k} ({v})" for k, v in PER_TASK.items()))
     parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZER_LABELS), default=None,
                         help="the base optimisers")
     parser.add_argument("--lrs", nargs="+", type=float, default=None,
