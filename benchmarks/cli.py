@@ -8,6 +8,7 @@ from pathlib import Path
 
 from benchmarks import heads, jacobian_cost, overhead, solvers, torch_side
 from benchmarks.common import METHODS, lenet_problem, machine, mlp_problem
+from experiments.cli import method_names
 from jaxmtl import registry
 
 SECTIONS = ("overhead", "jacobian", "heads", "solvers", "torch")
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--tasks", nargs="+", type=int, default=[2, 10, 40])
     parser.add_argument("--jacobian-tasks", nargs="+", type=int, default=[2, 10, 40, 128])
     parser.add_argument("--solver-tasks", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=list(registry.METHODS))
+    parser.add_argument("--methods", nargs="+", default=METHODS, type=method_names(registry.METHODS), metavar="METHOD",
+                        help="registry names, labels or LibMTL/TorchJD names (default: every method)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-lenet", action="store_true", help="skip the MultiLeNet problem")
     parser.add_argument("--out", default=None, help="write the Markdown report here")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from typing import Any, Callable
+import textwrap
+from typing import Any, Callable, Iterable
 
 from experiments.datasets import DATASETS, DEFAULT, load_dataset
+from jaxmtl import registry
 from jaxmtl.data.checks import DataError
 
 
@@ -43,6 +45,55 @@ def run_main(main: Callable[[], int | None]) -> int:
             print(f"error: {err}", file=sys.stderr)
         return 1
 
+TIMES = ("times: CPU = a 2-core CPU shared with other jobs, measured where docs/results publishes the run, "
+         "otherwise estimated from the measured step rates; GPU = one GPU, estimated (not measured)")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the description and epilog as written and every option's default; an
+    option whose default is ``None`` takes its preset's value (listed under "presets")."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def preset_epilog(presets: dict, notes: dict[str, str]) -> str:
+    """The "presets" section of ``--help``: per preset, what it runs and how long (``notes``)
+    and its settings, which are the defaults of the options left out."""
+    lines = [textwrap.fill("presets (an option left out takes the preset's setting; " + TIMES + "):", 100)]
+    for name in presets:
+        lines.append(textwrap.fill(notes[name], 100, initial_indent=f"  {name}: ", subsequent_indent="      "))
+        settings = ", ".join(f"{k}={v}" for k, v in presets[name].items())
+        lines.append(textwrap.fill(settings, 100, initial_indent="      settings: ", subsequent_indent="      ",
+                                   break_on_hyphens=False))
+    return "\n".join(lines)
+
+
+def method_names(choices: Iterable[str]) -> Callable[[str], str]:
+    """An argparse ``type`` for a study's method names: one of ``choices`` in any case, or any
+    name :func:`jaxmtl.registry.resolve` knows (labels, LibMTL's and TorchJD's names:
+    ``UW``, ``Nash_MTL``, ``IMTLG``, ...) of a registry method among ``choices``."""
+    allowed = list(choices)
+
+    def method(name: str) -> str:
+        for choice in allowed:
+            if choice.lower() == name.lower():
+                return choice
+        try:
+            resolved = registry.resolve(name)
+        except ValueError:
+            resolved = None
+        if resolved in allowed:
+            return resolved
+        what = f"{name!r} is {resolved!r}, which this study does not run" if resolved else \
+            f"{name!r} is not a method name"
+        raise argparse.ArgumentTypeError(f"{what}; choose from {', '.join(allowed)} (or their labels and "
+                                         "LibMTL/TorchJD names, e.g. UW, Nash_MTL)")
+
+    return method
+
 
 class _DatasetAction(argparse.Action):
     """``--dataset``: a parser error naming why when the study does not run on that data set."""
@@ -59,18 +110,21 @@ class _DatasetAction(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
-def study_parser(doc: str, name: str, presets: dict, *, data: bool = True,
+def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, data: bool = True,
                  datasets: tuple[str, ...] | None = None, why: str = "",
                  default: str | None = None) -> argparse.ArgumentParser:
-    """The arguments every study shares: ``--preset``, ``--out`` and, for studies that
+    """The arguments every study shares, with ``--help`` saying what each preset runs and
+    how long it takes (``notes``: one line per preset) and every default
+    (:class:`HelpFormatter`): ``--preset``, ``--out`` and, for studies that
     train, ``--dataset`` (any of :data:`experiments.datasets.DATASETS`, ``default``
     :data:`~experiments.datasets.DEFAULT`; a study that runs on ``datasets`` only
     rejects the others with a parser error saying ``why``), ``--data-dir``,
     ``--devices`` and, where a study takes other data sets than the default, ``--arch``,
     ``--tiny-model`` and ``--tasks``."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(presets), default="quick")
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=HelpFormatter,
+                                     epilog=preset_epilog(presets, notes))
+    parser.add_argument("--preset", choices=list(presets), default="quick",
+                        help="the size of the study (see presets below)")
     parser.add_argument("--out", default=None, help=f"output directory (default results/{name}/<preset>)")
     if data:
         allowed = tuple(datasets or sorted(DATASETS))

@@ -34,10 +34,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
-from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.report import (ERROR_BARS, markdown_table, mean_std, open_store, png_bytes, spread,  # noqa: E402
+                                write_summary)
 from experiments.runs import METHODS, RunSpec, run_grid  # noqa: E402
 from experiments.selection import (directions, primary_metric, select_epoch, split_delta_m,  # noqa: E402
                                    stl_baselines, task_value)
@@ -51,6 +52,12 @@ PRESETS = {
                   seeds=[0], methods=DEFAULT_METHODS, optimizers=DEFAULT_OPTIMIZERS),
     "paper": dict(data=dict(), epochs=30, batch_size=256, seeds=[0, 1, 2],
                   methods=DEFAULT_METHODS, optimizers=DEFAULT_OPTIMIZERS),
+}
+PRESET_NOTES = {
+    "tiny": "smoke run: 256 canvases, 1 epoch, EW and UPGrad with Adam (4 runs); under a minute on CPU",
+    "quick": "14 runs (2 STL + 5 methods, x Adam and SGD+mom.), 10240 canvases, 3 epochs; "
+             "CPU ~15-20 min, GPU ~3 min (mostly compilation)",
+    "paper": "42 runs (3 seeds), full Multi-Fashion (50k canvases), 30 epochs; CPU ~1-2 days, GPU ~1 h",
 }
 LEARNING_RATES = {"adam": 1e-3, "sgd_momentum": 1e-2, "signsgd_momentum": 1e-3, "adatask": 1e-3,
                   "mtl_io": 1e-3, "mtl_io_sgd_momentum": 1e-2, "mtl_io_signsgd_momentum": 1e-3}
@@ -143,13 +150,14 @@ def plot(groups: list[dict]) -> bytes:
     methods = sorted({g["method"] for g in mtl})
     width = 0.8 / max(len(optimizers), 1)
     for k, opt in enumerate(optimizers):
-        vals = [next((np.mean(g["dm_metric"]) for g in mtl if g["method"] == m and g["optimizer"] == opt),
-                     np.nan) for m in methods]
-        ax1.bar(np.arange(len(methods)) + k * width, vals, width, label=opt)
+        dms = [next((g["dm_metric"] for g in mtl if g["method"] == m and g["optimizer"] == opt), [np.nan])
+                for m in methods]
+        ax1.bar(np.arange(len(methods)) + k * width, [np.mean(v) for v in dms], width,
+                yerr=[spread(v) for v in dms], capsize=2, label=opt)
     ax1.axhline(0, color="k", lw=0.8)
     ax1.set_xticks(np.arange(len(methods)) + width * (len(optimizers) - 1) / 2, methods)
     ax1.set_ylabel("Δm metric (%, lower is better)")
-    ax1.set_title("Test Δm vs single-task baselines")
+    ax1.set_title(f"Test Δm vs single-task baselines (mean over seeds)\n{ERROR_BARS}", fontsize=9)
     ax1.legend()
     names = sorted({g["method"] for g in groups})
     colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(names)}
@@ -170,11 +178,13 @@ def plot(groups: list[dict]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "compare_methods", PRESETS)
-    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=None)
-    parser.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS), default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser = study_parser(__doc__, "compare_methods", PRESETS, PRESET_NOTES)
+    parser.add_argument("--methods", nargs="+", type=method_names(METHODS), default=None, metavar="METHOD",
+                        help=f"the MTL methods (registry names, labels or LibMTL/TorchJD names): {', '.join(METHODS)}")
+    parser.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS), default=None,
+                        help="the base optimisers, each with its learning rate " + str(LEARNING_RATES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
                              "batch size on the others")

@@ -332,10 +332,11 @@ def time_step(name: str, arch: str | None = None, *, tiny: bool = False, batch_s
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), nargs="*", default=sorted(DATASETS))
+    parser.add_argument("--dataset", choices=sorted(DATASETS), nargs="*", default=sorted(DATASETS),
+                        help="the data sets to time (default: all)")
     parser.add_argument("--tiny", action="store_true", help="few-channel models")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the paper's")
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (the median is reported)")
     args = parser.parse_args(argv)
     for name in args.dataset:
         for arch in get(name).archs:

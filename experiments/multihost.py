@@ -45,21 +45,27 @@ from jaxmtl import sharding
 
 
 def parse(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
-    parser.add_argument("--num-processes", type=int, default=1)
-    parser.add_argument("--process-id", type=int, default=0)
+    parser.add_argument("--num-processes", type=int, default=1, help="the number of processes (hosts)")
+    parser.add_argument("--process-id", type=int, default=0, help="this process's rank, 0 to N-1")
     parser.add_argument("--auto", action="store_true",
                         help="let jax.distributed.initialize() find the cluster (TPU pods, SLURM)")
-    parser.add_argument("--method", default="upgrad")
-    parser.add_argument("--tasks", type=int, default=3)
+    parser.add_argument("--method", default="upgrad",
+                        help="the MTL method (registry name, label or LibMTL/TorchJD name)")
+    parser.add_argument("--tasks", type=int, default=3, help="the number of tasks of the toy regression")
     parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--steps", type=int, default=20, help="training steps")
+    parser.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
     args = parser.parse_args(argv)
     if args.num_processes > 1 and args.coordinator is None and not args.auto:
         parser.error("--num-processes > 1 needs --coordinator HOST:PORT (or --auto)")
-    info = jaxmtl.registry.get(args.method)
+    try:
+        info = jaxmtl.registry.get(args.method)
+    except ValueError as err:
+        parser.error(f"--method: {err}")
+    args.method = info.name
     if info.extra_batches or info.extra_args:
         parser.error(f"{args.method} needs extra batches or arguments; pick another method")
     return args

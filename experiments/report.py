@@ -18,13 +18,23 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+ERROR_BARS = "error bars: sample standard deviation over seeds (the table's ±; none for one seed)"
+"""The caption of every plot whose error bars are :func:`spread`."""
+
+
+def spread(values: list[float]) -> float:
+    """The spread of ``values`` in the tables (after ``±``) and the plots' error bars: the
+    sample standard deviation, 0 for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def mean_std(values: list[float], fmt: str = "{:.2f}") -> str:
-    """``mean ± std`` (sample standard deviation) of ``values``; the value alone for one, ``-`` for none."""
+    """``mean ± spread`` (:func:`spread`) of ``values``; the value alone for one, ``-`` for none."""
     if not values:
         return "-"
     if len(values) == 1:
         return fmt.format(values[0])
-    return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values, ddof=1))}"
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(spread(values))}"
 
 
 def open_store(out: Path) -> ResultStore:

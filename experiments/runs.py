@@ -621,7 +621,8 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
           f"{store.path}; data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test examples"
           f"{f'; {mesh.size} devices' if mesh is not None else ''}")
     root = store.path.parent / "checkpoints"
-    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True,
+              disable=not todo) as bar:   # a finished rerun: the line above, no empty bar
 
         def train(spec: RunSpec, wait: bool) -> bool:
             lock = RunLock(root / f"{key(spec)}.lock")

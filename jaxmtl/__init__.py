@@ -4,6 +4,18 @@
     tx = optax.chain(jaxmtl.upgrad(), optax.adam(1e-3))
     updates, state = tx.update(task_grads, state, params, losses=losses)
 
+Two conflicting task gradients (rows), UPGrad, then SGD: the step ``-updates``
+conflicts with neither task (``J d >= 0``)::
+
+    >>> import jax.numpy as jnp, optax, jaxmtl
+    >>> task_grads = {"w": jnp.array([[1.0, 0.0], [-1.0, 1.0]])}
+    >>> tx = optax.chain(jaxmtl.upgrad(), optax.sgd(1.0))
+    >>> updates, state = tx.update(task_grads, tx.init({"w": jnp.zeros(2)}))
+    >>> [round(u, 3) for u in updates["w"].tolist()]
+    [-0.25, -0.75]
+    >>> bool(jnp.all(task_grads["w"] @ -updates["w"] >= 0))
+    True
+
 The core (this namespace) needs jax, optax, chex and numpy only; data sets,
 models, training loops and analysis of the studies live in the sub-packages
 ``jaxmtl.data``, ``jaxmtl.models``, ``jaxmtl.training``, ``jaxmtl.metrics``

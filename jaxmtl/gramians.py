@@ -30,6 +30,8 @@ DEAD = 1e-18
 
 # optax.MultiSteps is caught here by what it passes: when it traces its skip branch it
 # calls the chain with its parameter-shaped accumulator
+_PARTITION_HINT = (" If task-specific leaves hold plain gradients (value_and_jacobian(..., shared=mask)), "
+                   "wrap the method in jaxmtl.partition(method, mask).")
 _WRAPPER_HINT = (" If an optax wrapper feeds the method, replace it by one that keeps the task axis: "
                  "for optax.MultiSteps (it accumulates parameter-shaped gradients) Use "
                  "jaxmtl.multi_steps(tx, every_k, num_tasks=T); for optax.apply_if_finite (its rejected "
@@ -50,6 +52,7 @@ def num_tasks(task_grads: Any, *, params: Any = None, losses: Any = None,
         raise ValueError("task_grads has no leaves")
     if params is not None:
         _check_unstacked(leaves, task_grads, params)
+        _check_mixed(leaves, task_grads, params)
     counts: dict[int, str] = {}
     for path, leaf in leaves:
         shape = jnp.shape(leaf)
@@ -61,7 +64,7 @@ def num_tasks(task_grads: Any, *, params: Any = None, losses: Any = None,
         desc = ", ".join(f"{p} has {t}" for t, p in counts.items())
         raise ValueError(f"task_grads leaves disagree on the number of tasks: {desc}. Every leaf "
                          "needs a leading task axis (T, *param.shape); plain gradients have none."
-                         + _WRAPPER_HINT)
+                         + _PARTITION_HINT + _WRAPPER_HINT)
     (t,) = counts
     if params is not None:
         _check_params(task_grads, params, t)
@@ -91,6 +94,19 @@ def _check_unstacked(leaves: list, task_grads: Any, params: Any) -> None:
             f"task_grads has no task axis: leaf {jax.tree_util.keystr(path)} has shape {jnp.shape(g)}, "
             "the shape of its parameter. jaxmtl methods take per-task gradients stacked on a leading "
             "axis, (T, *param.shape), e.g. from jaxmtl.value_and_jacobian." + _WRAPPER_HINT)
+
+
+def _check_mixed(leaves: list, task_grads: Any, params: Any) -> None:
+    """Names :func:`jaxmtl.partition` when some leaves are stacked and others are plain gradients."""
+    param_leaves = _param_leaves(task_grads, params)
+    plain = [jax.tree_util.keystr(path) for (path, g), p in zip(leaves, param_leaves)
+             if jnp.shape(g) == jnp.shape(p)]
+    if plain and len(plain) < len(leaves):
+        raise ValueError(
+            f"task_grads mixes per-task gradients with plain gradients (leaves {', '.join(plain)} have their "
+            "parameter's shape, no task axis), as value_and_jacobian(..., shared=mask) returns: wrap the "
+            "method in jaxmtl.partition(method, mask) so it sees the shared leaves only and the others "
+            "get their plain gradient.")
 
 
 def _check_params(task_grads: Any, params: Any, t: int) -> None:
@@ -131,6 +147,12 @@ def gramian(task_grads: Any) -> jax.Array:
     """``G[t, s] = <g_t, g_s>`` summed over leaves, float32 ``(T, T)``.
 
     Overflows for gradient entries beyond ~1e19; methods use :func:`scaled_gramian`.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> jaxmtl.gramian({"w": jnp.array([[3.0, 4.0], [2.0, 4.0]]), "b": jnp.array([[0.0], [1.0]])})
+      Array([[25., 22.],
+             [22., 21.]], dtype=float32)
     """
     g, scale = scaled_gramian(task_grads)
     return g * scale**2

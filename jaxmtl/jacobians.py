@@ -36,6 +36,19 @@ def value_and_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False,
 
     The function is pure and jit-compatible: one forward pass via ``jax.vjp`` and
     the backward passes over the one-hot cotangents, batched as ``chunk_size`` says.
+
+    Examples:
+      Two losses of two parameters; row ``t`` of each leaf is loss ``t``'s gradient:
+
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> loss_fn = lambda p, x: jnp.stack([jnp.sum(p["w"] * x), jnp.sum(p["w"] ** 2)])
+      >>> losses, task_grads = jaxmtl.value_and_jacobian(loss_fn)({"w": jnp.array([1.0, 2.0])},
+      ...                                                         jnp.array([3.0, 4.0]))
+      >>> losses
+      Array([11.,  5.], dtype=float32)
+      >>> task_grads["w"]
+      Array([[3., 4.],
+             [2., 4.]], dtype=float32)
     """
 
     @functools.wraps(loss_fn)

@@ -36,7 +36,14 @@ def resolve_mask(mask: Mask, tree: Any) -> Any:
 
 
 def path_mask(predicate: Callable[[str], bool]) -> Callable[[Any], Any]:
-    """A mask callable from a predicate on the '/'-joined key path of each leaf."""
+    """A mask callable from a predicate on the '/'-joined key path of each leaf.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> shared = jaxmtl.path_mask(lambda path: path.startswith("encoder/"))
+      >>> shared({"encoder": {"w": jnp.ones(3)}, "heads": [jnp.ones(2), jnp.ones(2)]})
+      {'encoder': {'w': True}, 'heads': [False, False]}
+    """
 
     def mask(tree: Any) -> Any:
         def leaf(path, _):

@@ -75,6 +75,18 @@ def partition(method: optax.GradientTransformation, shared: Mask,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`PartitionState`.
+
+    Examples:
+      The trunk's two task gradients are combined by UPGrad; the head's plain gradient
+      (as ``value_and_jacobian(..., shared=...)`` gives it) passes through:
+
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> params = {"trunk": jnp.zeros(2), "head": jnp.zeros(1)}
+      >>> grads = {"trunk": jnp.array([[1.0, 0.0], [-1.0, 1.0]]), "head": jnp.array([0.5])}
+      >>> tx = jaxmtl.partition(jaxmtl.upgrad(), {"trunk": True, "head": False})
+      >>> updates, _ = tx.update(grads, tx.init(params), params)
+      >>> [round(u, 3) for u in updates["trunk"].tolist()], updates["head"].tolist()
+      ([0.25, 0.75], [0.5])
     """
     method = optax.with_extra_args_support(method)
 

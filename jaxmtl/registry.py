@@ -8,6 +8,16 @@ benchmarks, the property tests and the README's methods table all read it::
     tx = jaxmtl.registry.build("nash_mtl", num_tasks=3)
     [m.name for m in jaxmtl.registry.entries(kind="gramian")]
 
+Names are looked up case-insensitively, ignoring ``_``, ``-``, spaces and
+parentheses, among the entries' names, labels and aliases, so the names users
+bring from LibMTL and TorchJD work (:func:`resolve`)::
+
+    >>> from jaxmtl import registry
+    >>> [registry.resolve(n) for n in ("UW", "Nash_MTL", "IMTLG", "Aligned_MTL", "Sum", "Random")]
+    ['uncertainty', 'nash_mtl', 'imtl_g', 'aligned_mtl', 'ew', 'rlw']
+    >>> registry.get("SDMGrad").requirements
+    ('num_tasks', 'extra_task_grads (2 batches)')
+
 An entry is written where its method is, by :func:`register` on the factory
 (stacked for several configurations of one factory, listed in registry order
 from the top)::
@@ -32,12 +42,13 @@ Kinds:
 * ``'loss'``: loss weightings, which minimise ``sum_t w_t L_t`` (their heads are
   weighted too, see :func:`jaxmtl.partition`'s ``task_of``).
 
-Needs: ``needs_losses``, ``needs_num_tasks``, ``extra_batches``
-(``extra_task_grads``), ``extra_args`` (other extra arguments of ``update``
-without which the method does not do what its paper does, e.g. Auto-Lambda's
-``val_grad``), ``optional_args`` (extra arguments that bring the method closer to
-its paper when a training loop can give them, e.g. FAMO's ``prev_batch_losses``),
-``random`` (a PRNG key in the state).
+Needs (summed up by :attr:`MethodInfo.requirements`): ``needs_losses``,
+``needs_num_tasks``, ``extra_batches`` (the number of extra independent batches
+whose task gradients ``update`` takes as ``extra_task_grads``), ``extra_args``
+(other extra arguments of ``update`` without which the method does not do what
+its paper does, e.g. Auto-Lambda's ``val_grad``), ``optional_args`` (extra
+arguments that bring the method closer to its paper when a training loop can give
+them, e.g. FAMO's ``prev_batch_losses``), ``random`` (a PRNG key in the state).
 
 Claimed properties (each tested for every entry that claims it):
 
@@ -55,7 +66,9 @@ Claimed properties (each tested for every entry that claims it):
 """
 from __future__ import annotations
 
+import difflib
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -79,7 +92,7 @@ class MethodInfo:
     weights: Callable[..., Any] | None = None
     needs_losses: bool = False
     needs_num_tasks: bool = False
-    extra_batches: bool = False
+    extra_batches: int = 0
     extra_args: tuple[str, ...] = ()
     optional_args: tuple[str, ...] = ()
     random: bool = False
@@ -89,10 +102,22 @@ class MethodInfo:
     permutation: str | None = "invariant"
     one_task_identity: bool = False
     full_rank_only: bool = False
+    aliases: tuple[str, ...] = ()
 
     def build(self, num_tasks: int | None = None, **overrides: Any) -> optax.GradientTransformationExtraArgs:
         """The transformation with this entry's arguments, ``overrides`` and ``num_tasks``."""
         return self.factory(**{**self.kwargs, **overrides}, num_tasks=num_tasks)
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """What a training loop must give this method: ``'gramian'`` (the full Jacobian,
+        or a Gramian via ``gramian=``), ``'losses'``, ``'num_tasks'`` (at construction),
+        ``'extra_task_grads (N batches)'``, the names of other required ``update``
+        arguments, and ``'prng key'`` (drawn from ``seed``)."""
+        return ((("gramian",) if self.kind == "gramian" else ()) + (("losses",) if self.needs_losses else ())
+                + (("num_tasks",) if self.needs_num_tasks else ())
+                + ((f"extra_task_grads ({self.extra_batches} batches)",) if self.extra_batches else ())
+                + self.extra_args + (("prng key",) if self.random else ()))
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -149,12 +174,40 @@ def register(name: str, label: str, kind: str, paper: str, **fields: Any) -> Cal
     return decorate
 
 
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-().]", "", name).lower()
+
+
+def names() -> dict[str, str]:
+    """Every name a method can be looked up by (normalised: lower case without ``_``, ``-``,
+    spaces, dots and parentheses) and the registry name it stands for: each entry's name,
+    label and aliases. Two entries claiming one name is a ``ValueError``."""
+    out: dict[str, str] = {}
+    for m in METHODS.values():
+        for alias in {m.name, m.label, *m.aliases}:
+            key = _key(alias)
+            if out.setdefault(key, m.name) != m.name:
+                raise ValueError(f"the name {alias!r} is claimed by the methods {out[key]!r} and {m.name!r}")
+    return out
+
+
+def resolve(name: str) -> str:
+    """The registry name of ``name``: a registry name, a label or an alias, in any case, with
+    or without ``_``/``-`` (LibMTL's ``Nash_MTL``, TorchJD's ``NashMTL`` and ``'nash_mtl'``
+    all give ``'nash_mtl'``). An unknown name is a ``ValueError`` that lists the close ones
+    and every registry name."""
+    known = names()
+    found = known.get(_key(name))
+    if found is None:
+        close = difflib.get_close_matches(_key(name), list(known), n=3)
+        hint = f" (did you mean {', '.join(dict.fromkeys(known[c] for c in close))}?)" if close else ""
+        raise ValueError(f"unknown method {name!r}{hint}; known: {', '.join(METHODS)}")
+    return found
+
+
 def get(name: str) -> MethodInfo:
-    """The entry ``name``; a ``ValueError`` lists the known names."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+    """The entry of ``name``, resolved by :func:`resolve`."""
+    return METHODS[resolve(name)]
 
 
 def build(name: str, num_tasks: int | None = None, **overrides: Any) -> optax.GradientTransformationExtraArgs:
@@ -170,20 +223,16 @@ def entries(*, kind: str | None = None) -> list[MethodInfo]:
 
 
 def markdown_table() -> str:
-    """The README's methods table, generated from the registry."""
-    def needs(m: MethodInfo) -> str:
-        items = (["Gramian"] if m.kind == "gramian" else []) + (["losses"] if m.needs_losses else []) + \
-                (["`num_tasks`"] if m.needs_num_tasks else []) + \
-                (["`extra_task_grads`"] if m.extra_batches else []) + [f"`{a}`" for a in m.extra_args] + \
-                (["PRNG key"] if m.random else [])
-        return ", ".join(items) or "—"
-
-    head = ("| method | factory (defaults) | paper | kind | needs | non-conflicting | common scale "
-            "| per-task scales | permutation |")
-    lines = [head, "|" + "---|" * 9]
+    """The methods table of the README and the documentation, generated from the registry:
+    one row per entry with its registry name (``registry.build(name)``), its factory with
+    the entry's arguments, what it needs (:attr:`MethodInfo.requirements`) and the
+    properties it claims (each tested)."""
+    head = ("| method | registry name | factory (defaults) | paper | kind | needs | non-conflicting "
+            "| common scale | per-task scales | permutation | T = 1: the gradient |")
+    lines = [head, "|" + "---|" * 11]
     for m in METHODS.values():
-        lines.append(f"| {m.label} | `{m.signature}` | {m.paper} | {m.kind} | {needs(m)} | "
+        needs = ", ".join(f"`{r}`" for r in m.requirements) or "—"
+        lines.append(f"| {m.label} | `{m.name}` | `{m.signature}` | {m.paper} | {m.kind} | {needs} | "
                      f"{'yes' if m.non_conflicting else 'no'} | {m.scale or '—'} | {m.task_scale or '—'} | "
-                     f"{m.permutation or '—'} |")
+                     f"{m.permutation or '—'} | {'yes' if m.one_task_identity else 'no'} |")
     return "\n".join(lines)
-

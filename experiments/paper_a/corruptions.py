@@ -45,7 +45,7 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DEFAULT  # noqa: E402
 from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import (LIBMTL_SETTINGS, METHODS, Hook, RunSpec, device_mesh, steps_per_run,  # noqa: E402
@@ -70,6 +70,14 @@ PRESETS = {
     "quick": dict(data=dict(n_train=4096, n_val=1024, n_test=1024), epochs=6, ft_epochs=2, batch_size=64,
                   methods=["ew", "uw_libmtl", "pcgrad"], seeds=[0]),
     "paper": dict(data=dict(), epochs=30, ft_epochs=10, batch_size=256, methods=PAPER_METHODS, seeds=[0, 1, 2]),
+}
+
+PRESET_NOTES = {
+    "tiny": "smoke run: 128 canvases, EW and the STL models for 1 epoch, 1 fine-tuning epoch; about a minute on CPU",
+    "quick": "EW, UW (LibMTL), PCGrad and 2 STL models, 4096 canvases, 6 epochs + 2 fine-tuning, 14 corruptions x "
+             "5 severities, 1 seed; CPU ~7 min (the 3-seed, 6-method run took 1233 s), GPU ~3 min",
+    "paper": "Paper A's six methods x 3 seeds, full Multi-Fashion, 30 epochs + 10 fine-tuning; CPU ~2 days, "
+             "GPU ~2 h",
 }
 
 
@@ -236,16 +244,19 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "corruptions", PRESETS, datasets=(DEFAULT,),
+    parser = study_parser(__doc__, "corruptions", PRESETS, PRESET_NOTES, datasets=(DEFAULT,),
                           why="its corruptions are image corruptions of the 36x36 grayscale Multi-Fashion "
                               "canvases (jaxmtl.data.corruptions) and its models are selected on accuracy")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
-    parser.add_argument("--methods", nargs="+", choices=[*METHODS, *LIBMTL_SETTINGS], default=None,
-                        help="the MTL models' methods (default: the preset's; paper: Paper A's six)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", type=method_names([*METHODS, *LIBMTL_SETTINGS]), default=None,
+                        metavar="METHOD",
+                        help="the MTL models' methods: registry names, labels or LibMTL/TorchJD names, or Paper "
+                             "A's LibMTL settings " + ", ".join(LIBMTL_SETTINGS) + " (default: the preset's; "
+                             "paper: Paper A's six)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
     parser.add_argument("--optimizer", default="adam", help="without --from-study")
     parser.add_argument("--lr", type=float, default=1e-3, help="without --from-study")
-    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="without --from-study (A1's, 1e-5)")
+    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="without --from-study (A1's)")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args, ("methods", "seeds"))
     out = Path(args.out or f"results/corruptions/{args.preset}")
@@ -260,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     todo_ft = [n for n, s in specs.items() if ft_key(s) not in store]
     print(f"clean models to train: {todo_clean or 'none'}; to fine-tune and test: {todo_ft or 'none'}")
     total = sum(steps_per_run(specs[n], data) for n in todo_clean) + ft_steps * len(todo_ft)
-    with tqdm(total=total, unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=total, unit="step", dynamic_ncols=True, disable=not total) as bar:
         for name in sorted(todo_clean, key=lambda n: not n.startswith("stl")):  # STL first: MTL selects on delta-m
             bar.set_description(f"clean {name}")
             spec = specs[name]

@@ -59,12 +59,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
 from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402
                                         select_runs, select_stl)
-from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.report import (ERROR_BARS, markdown_table, mean_std, open_store, png_bytes, spread,  # noqa: E402
+                                write_summary)
 from experiments.runs import LIBMTL_SETTINGS, RunSpec, run_grid  # noqa: E402
 from experiments.selection import primary_metric, stl_baselines  # noqa: E402
 from jaxmtl.analysis import pareto_mask  # noqa: E402
@@ -92,6 +93,15 @@ PRESETS = {
     "paper": dict(data=dict(), epochs=30, batch_size=256, seeds=[0, 1, 2], methods=list(METHOD_LABELS),
                   per_task=list(PER_TASK), optimizers=list(OPTIMIZER_LABELS), lrs=PAPER_LRS,
                   lr_schedule="step", extend=True),
+}
+
+PRESET_NOTES = {
+    "tiny": "smoke run: 128 canvases, 1 epoch, EW and PCGrad (+ MTL-IO) x Adam and signSGD+mom. x 2 learning "
+            "rates; about a minute on CPU",
+    "quick": "7 methods in LibMTL's settings + AdaTask and MTL-IO x 3 optimizers x 3 learning rates (+ grid "
+             "extension), 4096 canvases, 4 epochs, 1 seed: 111 runs; CPU 72 min (measured), GPU ~15 min",
+    "paper": "the paper's 10 learning rates, full Multi-Fashion, 30 epochs, 3 seeds (~1000 runs); CPU weeks, "
+             "GPU ~1-2 days",
 }
 
 
@@ -285,12 +295,12 @@ def plot(chosen: dict, families: list[str], up: list[bool] | None = None,
     for k, f in enumerate(fams):
         vals = [[x["test_dm"] for x in chosen[(r, f)]["runs"]] if (r, f) in chosen else [np.nan] for r in rows_order]
         ax1.bar(np.arange(len(rows_order)) + k * width, [np.mean(v) for v in vals], width,
-                yerr=[np.std(v) for v in vals], color=colors[f], label=OPTIMIZER_LABELS.get(f, f))
+                yerr=[spread(v) for v in vals], capsize=2, color=colors[f], label=OPTIMIZER_LABELS.get(f, f))
     ax1.axhline(0, color="k", lw=0.8)
     ax1.set_xticks(np.arange(len(rows_order)) + width * (len(fams) - 1) / 2, [ROW_LABELS[r] for r in rows_order],
                    rotation=30, ha="right")
     ax1.set_ylabel("test Δm (%, lower is better)")
-    ax1.set_title("Best Δm per method and optimizer")
+    ax1.set_title(f"Best Δm per method and optimizer (mean over seeds)\n{ERROR_BARS}", fontsize=9)
     ax1.legend()
     pts = [(x["test_acc"], f) for (_, f), c in chosen.items() for x in c["runs"]]
     acc = np.array([p for p, _ in pts])
@@ -308,13 +318,21 @@ def plot(chosen: dict, families: list[str], up: list[bool] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "optimizer_study", PRESETS)
-    parser.add_argument("--methods", nargs="+", choices=[*METHOD_LABELS, *OTHER_METHODS], default=None)
-    parser.add_argument("--per-task", nargs="*", choices=list(PER_TASK), default=None)
-    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZER_LABELS), default=None)
-    parser.add_argument("--lrs", nargs="+", type=float, default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser = study_parser(__doc__, "optimizer_study", PRESETS, PRESET_NOTES)
+    parser.add_argument("--methods", nargs="+", type=method_names([*METHOD_LABELS, *OTHER_METHODS]), default=None,
+                        metavar="METHOD",
+                        help="Paper A's methods in LibMTL's settings (" + ", ".join(METHOD_LABELS) + ") or the "
+                             "library's defaults (" + ", ".join(OTHER_METHODS) + "); registry labels and "
+                             "LibMTL/TorchJD names give the library's (UW: uncertainty)")
+    parser.add_argument("--per-task", nargs="*", choices=list(PER_TASK), default=None,
+                        help="EW with per-task optimiser state: "
+                             + ", ".join(f"{k} ({v})" for k, v in PER_TASK.items()))
+    parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZER_LABELS), default=None,
+                        help="the base optimisers")
+    parser.add_argument("--lrs", nargs="+", type=float, default=None,
+                        help="the learning-rate grid shared by every method and optimiser")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
                              "batch size on the others")

@@ -48,12 +48,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import run_main, study_data, study_parser, with_overrides
+from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DEFAULT
 from experiments.paper_b import analysis as pb
 from experiments.paper_b.report import METHOD_LABELS, plot, summarize
 from experiments.report import open_store, write_summary
-from experiments.runs import Hook, RunSpec, run_grid
+from experiments.runs import METHODS, Hook, RunSpec, run_grid
 from jaxmtl import value_and_jacobian
 from jaxmtl.analysis import (fisher_trace, gradient_coherence, gradient_noise_scale,
                              hessian_top_eigenvalue, per_sample_jacobian, update_cosines)
@@ -73,6 +73,12 @@ PRESETS = {
     "paper": dict(data=dict(), epochs=10, batch_size=256, seeds=[0, 1, 2], methods=list(METHOD_LABELS),
                   every=50, checkpoints=20, probe=256, train_eval=4096, hessian_iters=20, cos_every=1,
                   levels=12),
+}
+PRESET_NOTES = {
+    "tiny": "smoke run: EW and MGDA + 2 STL runs, 128 canvases, 2 epochs; about a minute on CPU",
+    "quick": "EW, MGDA, PCGrad, UPGrad, Nash-MTL + 2 STL runs per seed, 1024 canvases, 12 epochs, 2 seeds "
+             "(14 runs); CPU 58 min (measured, heavily shared), GPU ~10 min",
+    "paper": "the same methods, full Multi-Fashion, 10 epochs, 3 seeds, larger probes; CPU ~2 days, GPU ~3 h",
 }
 OPTIMIZER, LR = "adam", 1e-3
 
@@ -198,12 +204,13 @@ def run_all(specs: list[RunSpec], data, store, cfg: dict) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "trajectories", PRESETS, datasets=(DEFAULT,),
+    parser = study_parser(__doc__, "trajectories", PRESETS, PRESET_NOTES, datasets=(DEFAULT,),
                           why="its probes (sharpness, cosines, evaluation) are built on MultiLeNet and the "
                               "classification losses of Multi-Fashion")
-    parser.add_argument("--methods", nargs="+", choices=list(METHOD_LABELS), default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", type=method_names(METHODS), default=None, metavar="METHOD",
+                        help="the MTL methods (registry names, labels or LibMTL/TorchJD names)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
     args = parser.parse_args(argv)
     cfg = with_overrides(PRESETS[args.preset], args, ("methods", "seeds", "epochs"))
     out = Path(args.out or f"results/trajectories/{args.preset}")

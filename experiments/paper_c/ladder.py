@@ -65,6 +65,11 @@ RUNGS = DATASETS[LADDER].protocols["paper_c_ladder"]
 METHODS = {"mean": {}, "imtl": {}}
 PAPER_19C = {"mean": -5.31, "imtl": 0.57}
 """Paper C's Table 4 at the last rung (test delta-m C, %)."""
+PRESET_NOTES = {
+    "paper": "the five rungs as paper C's scripts: lr x weight decay grid, batch 32, 150 epochs, 3 seeds (~160 "
+             "runs); ~300 GPU hours (estimated)",
+    "tiny": "smoke run on fake files: one epoch, the few-channel models (--tiny-model); minutes on CPU",
+}
 PRESETS = {
     "paper": dict(PAPER_C_CITYSCAPES["paper"], data=dict(), methods=METHODS, fixed_from=0, every=100, extend=0),
     "tiny": dict(PAPER_C_CITYSCAPES["tiny"], data=dict(n_train=4, n_val=4, n_test=4, val_fraction=0.5),
@@ -123,7 +128,7 @@ def summary(scores: dict[str, dict[str, list[dict]]]) -> tuple[str, bytes]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "ladder", PRESETS, datasets=(LADDER,), default=LADDER,
+    parser = study_parser(__doc__, "ladder", PRESETS, PRESET_NOTES, datasets=(LADDER,), default=LADDER,
                           why="the ladder is paper C's Cityscapes progression")
     parser.add_argument("--rungs", nargs="+", choices=list(RUNGS), default=list(RUNGS),
                         help="which rungs to run (default: all five, in order)")

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.report import markdown_table, mean_std, png_bytes  # noqa: E402
+from experiments.report import ERROR_BARS, markdown_table, mean_std, png_bytes, spread  # noqa: E402
 from experiments.selection import (as_metrics, best_configuration, directions, primary_metric,  # noqa: E402
                                    select_epoch, split_delta_m, stl_baselines)
 from jaxmtl import registry  # noqa: E402
@@ -327,14 +327,14 @@ def plot_dm(problems, methods, scores) -> bytes:
         ms = [m for m in methods if scores.get((p, m))]
         for i, m in enumerate(ms):
             vals = [x["dm_c"] for x in scores[(p, m)]]
-            ax.bar(i, np.mean(vals), yerr=np.std(vals, ddof=1) if len(vals) > 1 else None, capsize=3,
+            ax.bar(i, np.mean(vals), yerr=spread(vals), capsize=3,
                    color="tab:gray" if m == UNIFORM else "tab:blue")
             ax.scatter([i] * len(vals), vals, color="k", s=8, zorder=3)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xticks(range(len(ms)), [label(m) for m in ms], rotation=40, ha="right", fontsize=8)
         ax.set_title(p)
         ax.set_ylabel("test Δm C (%, higher is better)")
-    fig.suptitle("mean over seeds, error bar: sample standard deviation (the table's ±), dots: seeds", fontsize=8)
+    fig.suptitle(f"mean over seeds; {ERROR_BARS}; dots: seeds", fontsize=8)
     fig.tight_layout()
     return png_bytes(fig)
 

@@ -90,7 +90,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import run_main, study_data, study_parser, with_overrides
+from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -142,6 +142,14 @@ PRESETS = {
                   weight_decays=[0.0], fixed_from=1, every=100, extend=0, screen=("CL+RR", SCREENED)),
 }
 """``problems=None``: every task set of the data set."""
+PRESET_NOTES = {
+    "tiny": "smoke run: Unit. Scal., IMTL, RotoGrad and Auto-Lambda on CL+RR, 64 canvases, 2 epochs, 2 seeds; "
+            "about a minute on CPU",
+    "quick": "6 methods x 3 problems x 3 learning rates (+ extension), 768 canvases, 16 epochs, 3 seeds; "
+             "CPU about 45 min idle, GPU ~10 min (estimated)",
+    "paper": "paper C's 16 methods, grids and 10 seeds, 100 epochs (~19,000 runs); ~230 GPU hours (estimated "
+             "from CPU step times, see the module docstring)",
+}
 
 
 def interference(task_grads, params) -> jax.Array:
@@ -334,18 +342,21 @@ def run_protocol(cfg: dict, run: Callable[[list[RunSpec], str], list[dict]]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, datasets=WITH_PROBLEMS,
+    parser = study_parser(__doc__, "uniform_vs_specialized", PRESETS, PRESET_NOTES, datasets=WITH_PROBLEMS,
                           default=WITH_PROBLEMS[0], why="it compares named task sets (paper C's problems)")
     parser.add_argument("--source", choices=SOURCES, default=None,
                         help="Multi-MNIST's items: fashion_mnist (default, offline) or mnist (paper C; needs --data-dir)")
     parser.add_argument("--problems", nargs="+", default=None, help="task sets to compare (default: the preset's)")
-    parser.add_argument("--lrs", nargs="+", type=float, default=None)
-    parser.add_argument("--dropouts", nargs="+", type=float, default=None)
-    parser.add_argument("--weight-decays", nargs="+", type=float, default=None)
-    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", type=method_names(PAPER_METHODS), default=None, metavar="METHOD",
+                        help="a subset of paper C's methods (registry names, labels or LibMTL/TorchJD names), "
+                             "each with its grid: " + ", ".join(PAPER_METHODS))
+    parser.add_argument("--lrs", nargs="+", type=float, default=None, help="the learning-rate grid")
+    parser.add_argument("--dropouts", nargs="+", type=float, default=None, help="the dropout grid")
+    parser.add_argument("--weight-decays", nargs="+", type=float, default=None, help="the weight-decay grid")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
     parser.add_argument("--val-seeds", type=int, default=None,
                         help="how many of the seeds the grid runs on (configurations are chosen on their mean)")
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
     parser.add_argument("--report-only", action="store_true",
                         help="summarise the runs already in results.jsonl (labelled partial if some are missing)")
     args = parser.parse_args(argv)
@@ -357,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = {"schedule": SCHEDULE, **PRESETS[args.preset], **bench.protocols.get("paper_c", {}).get(args.preset, {})}
     cfg = with_overrides(preset, args, ("problems", "lrs", "dropouts", "weight_decays", "seeds", "val_seeds", "epochs"))
     cfg["problems"] = cfg["problems"] or list(bench.problems)
+    if args.methods:   # the preset's grid where it has the method, paper C's otherwise
+        cfg["methods"] = {m: cfg["methods"].get(m, PAPER_METHODS[m]) for m in args.methods}
     cfg["methods"] = {m: g for m, g in cfg["methods"].items() if m not in cfg.get("without", ())}
     unknown = [p for p in cfg["problems"] if p not in bench.problems]
     if unknown:

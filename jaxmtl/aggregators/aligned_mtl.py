@@ -47,16 +47,14 @@ def aligned_mtl(scale_mode: str = "min", *, pref: jax.Array | None = None,
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Aligned-MTL: align the principal components of the task Jacobian.
 
-    Senushkin et al. (2023), "Independent Component Alignment for Multi-Task
-    Learning". Update rule: eigendecompose ``G = V diag(lam) V^T``, keep the
-    eigenvalues above ``max(lam) * T * eps_float32`` (rank masking, as the official
-    code and TorchJD), form ``B = s * V diag(lam^-1/2) V^T`` on that subspace and
-    use ``w = B p``: the rows of the aligned Jacobian ``B J`` are orthogonal with
-    equal norms ``s``, combined with the preference ``p``. ``p`` defaults to ``1/T``
-    each, as TorchJD (whose published outputs we match); the official code and
-    LibMTL sum the aligned rows, i.e. ``p = 1`` (an update ``T`` times larger):
-    pass ``pref=jnp.ones(T)`` for that. Linear in a common rescaling,
-    permutation invariant; a zero Gramian gives zero weights.
+    Senushkin et al. (2023). Update rule: eigendecompose ``G = V diag(lam) V^T``, keep the
+    eigenvalues above ``max(lam) * T * eps_float32`` (rank masking, as the official code and
+    TorchJD), form ``B = s * V diag(lam^-1/2) V^T`` on that subspace and use ``w = B p``:
+    the rows of the aligned Jacobian ``B J`` are orthogonal with equal norms ``s``, combined
+    with the preference ``p``. ``p`` defaults to ``1/T`` each, as TorchJD (whose published
+    outputs we match); the official code and LibMTL sum the aligned rows, i.e. ``p = 1`` (an
+    update ``T`` times larger): pass ``pref=jnp.ones(T)`` for that. Linear in a common
+    rescaling, permutation invariant; a zero Gramian gives zero weights.
 
     The eigenvalues come from the singular values of ``diag(|g|) C^(1/2)`` (``C``
     the cosine matrix), which keep their relative accuracy when the gradient
@@ -74,6 +72,9 @@ def aligned_mtl(scale_mode: str = "min", *, pref: jax.Array | None = None,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`aligned_mtl_weights`.
+
+    References:
+      - Senushkin et al. (2023). "Independent Component Alignment for Multi-Task Learning"
     """
     one_of("scale_mode", scale_mode, SCALE_MODES)
     return gramian_method(aligned_mtl_weights, name="aligned_mtl", num_tasks=num_tasks, pref=pref,

@@ -106,9 +106,8 @@ def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 40, reg: float 
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """CAGrad: conflict-averse gradient descent.
 
-    Liu et al. (2021), "Conflict-Averse Gradient Descent for Multi-task
-    Learning". Update rule: with the mean gradient ``g0 = J^T 1/T`` and
-    ``kappa = c |g0|``,
+    Liu et al. (2021). Update rule: with the mean gradient ``g0 = J^T 1/T`` and ``kappa = c
+    |g0|``,
 
         w* = argmin_{w in simplex} g_w . g0 + kappa |g_w|,     g_w = J^T w,
         d  = g0 + (kappa / |g_w*|) g_w*,
@@ -143,6 +142,9 @@ def cagrad(c: float = 0.4, *, rescale: int = 1, num_iters: int = 40, reg: float 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`cagrad_weights`.
+
+    References:
+      - Liu et al. (2021). "Conflict-Averse Gradient Descent for Multi-task Learning"
     """
     check("c", c, lambda v: v >= 0, "non-negative")
     check("rescale", rescale, lambda v: (v == 0) | (v == 1) | (v == 2), "0, 1 or 2")

@@ -100,9 +100,8 @@ def cdtt(alpha: float = 0.3, *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """CDTT: the central (EDM) direction pulled by task tensioners.
 
-    Nakamura, Grassi & Wolf (2022), "Leveraging convergence behavior to balance
-    conflicting tasks in multi-task learning" (the name CDTT, central direction
-    with task tensioners, is Gama & Grassi's, 2025). Update rule:
+    Nakamura, Grassi & Wolf (2022) (the name CDTT, central direction with task tensioners,
+    is Gama & Grassi's, 2025). Update rule:
 
     1. the central direction ``d`` is EDM's (:func:`jaxmtl.edm`): the bisector of
        the unit gradients, a convex combination of the raw gradients;
@@ -141,6 +140,10 @@ def cdtt(alpha: float = 0.3, *, reg: float = 1e-6,
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`CDTTState`; its
       public weighting is :func:`cdtt_weights`. Needs ``losses``.
+
+    References:
+      - Nakamura, Grassi & Wolf (2022). "Leveraging convergence behavior to balance conflicting
+        tasks in multi-task learning"
     """
     check("alpha", alpha, lambda v: v >= 0, "non-negative")
     check("reg", reg, lambda v: v >= 0, "non-negative")

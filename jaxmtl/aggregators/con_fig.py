@@ -32,12 +32,11 @@ def con_fig_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Ar
 def con_fig(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ConFIG: the conflict-free direction, scaled by the sum of the projections.
 
-    Liu et al. (2024), "ConFIG: Towards Conflict-free Training of Physics
-    Informed Neural Networks". Update rule: with unit gradients ``u_t``, the
-    direction ``d_u = U^+ 1`` (the least-norm ``d`` with ``u_t . d = 1`` for every
-    task), ``e = d_u / |d_u|``, and ``d = (sum_t g_t . e) e`` (the official
-    default "projection length"). With the cosine matrix ``C``: ``y = C^+ 1`` gives
-    ``d_u = U^T y`` and ``w = (sum_t |g_t| (C y)_t / y^T C y) y / |g_t|``.
+    Liu et al. (2024). Update rule: with unit gradients ``u_t``, the direction ``d_u = U^+
+    1`` (the least-norm ``d`` with ``u_t . d = 1`` for every task), ``e = d_u / |d_u|``, and
+    ``d = (sum_t g_t . e) e`` (the official default "projection length"). With the cosine
+    matrix ``C``: ``y = C^+ 1`` gives ``d_u = U^T y`` and ``w = (sum_t |g_t| (C y)_t / y^T C
+    y) y / |g_t|``.
 
     Tasks with zero gradient drop out; when no direction has a positive
     projection on every unit gradient (e.g. opposite gradients, ``U^+ 1``
@@ -54,6 +53,10 @@ def con_fig(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.Gradi
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`con_fig_weights`.
+
+    References:
+      - Liu et al. (2024). "ConFIG: Towards Conflict-free Training of Physics Informed Neural
+        Networks"
     """
     check("rcond", rcond, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
     return gramian_method(con_fig_weights, name="con_fig", num_tasks=num_tasks, rcond=rcond)

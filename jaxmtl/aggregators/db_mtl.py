@@ -33,12 +33,11 @@ def db_mtl(beta: float = 0.9, *, beta_sigma: float = 0.5,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DB-MTL: dual balancing of loss scales (log losses) and gradient magnitudes.
 
-    Lin et al. (2023), "Dual-Balancing for Multi-Task Learning". Update rule at
-    step ``k``: the gradients of ``log L_t`` (``g_t / L_t``) are tracked by
-    ``m_t <- lg_t + beta_k (m_t - lg_t)``, ``beta_k = beta / k^beta_sigma``; each is
-    rescaled to the largest norm: ``d = sum_t (max_s |m_s| / |m_t|) m_t``. Losses
-    are floored at 1e-12 and the norm floor is relative (``1e-8 * max_s |m_s|``),
-    instead of LibMTL's absolute ``+1e-8`` on both, so the update is invariant to
+    Lin et al. (2023). Update rule at step ``k``: the gradients of ``log L_t`` (``g_t /
+    L_t``) are tracked by ``m_t <- lg_t + beta_k (m_t - lg_t)``, ``beta_k = beta /
+    k^beta_sigma``; each is rescaled to the largest norm: ``d = sum_t (max_s |m_s| / |m_t|)
+    m_t``. Losses are floored at 1e-12 and the norm floor is relative (``1e-8 * max_s
+    |m_s|``), instead of LibMTL's absolute ``+1e-8`` on both, so the update is invariant to
     a positive rescaling of each task's loss down to losses of ~1e-8.
 
     Needs ``losses``; keeps one tracked gradient per task in the state, so
@@ -51,6 +50,9 @@ def db_mtl(beta: float = 0.9, *, beta_sigma: float = 0.5,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`DBMTLState`.
+
+    References:
+      - Lin et al. (2023). "Dual-Balancing for Multi-Task Learning"
     """
     check("beta", beta, lambda v: (v >= 0) & (v <= 1), "in [0, 1]")
     check("beta_sigma", beta_sigma, lambda v: v >= 0, "non-negative")

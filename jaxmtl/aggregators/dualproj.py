@@ -26,12 +26,10 @@ def dualproj(pref: jax.Array | None = None, *, reg: float = 1e-4,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DualProj: the preference-weighted gradient projected onto the dual cone.
 
-    Quinton & Rey (2024), "Jacobian Descent for Multi-Objective Optimization"
-    (TorchJD), after the projection of GEM (Lopez-Paz & Ranzato 2017). Update
-    rule: ``d = argmin_{J d >= 0} |d - J^T p|``; in weight space
-    ``w = argmin_{w >= p} w^T G w``, ``d = J^T w``. Non-conflicting up to the
-    ridge (``(J d)_t >= -reg * |g_t|^2 * w_t``), linear under positive scaling,
-    permutation invariant.
+    Quinton & Rey (2024) (TorchJD), after the projection of GEM (Lopez-Paz & Ranzato 2017).
+    Update rule: ``d = argmin_{J d >= 0} |d - J^T p|``; in weight space ``w = argmin_{w >=
+    p} w^T G w``, ``d = J^T w``. Non-conflicting up to the ridge (``(J d)_t >= -reg *
+    |g_t|^2 * w_t``), linear under positive scaling, permutation invariant.
 
     Solver: exact active-set QP (:func:`jaxmtl.solvers.nonneg_qp`) in the
     variables ``v = diag(|g|) w``, on the cosine matrix plus ``reg * I`` (a ridge
@@ -46,6 +44,9 @@ def dualproj(pref: jax.Array | None = None, *, reg: float = 1e-4,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`dualproj_weights`.
+
+    References:
+      - Quinton & Rey (2024). "Jacobian Descent for Multi-Objective Optimization"
     """
     check("reg", reg, lambda v: v >= 0, "non-negative")
     return gramian_method(dualproj_weights, name="dualproj", num_tasks=num_tasks, pref=pref, reg=reg)

@@ -44,10 +44,9 @@ def weights_from_cosines(cf: CosineForm, reg: float | jax.Array = 1e-6) -> jax.A
 def edm(*, reg: float = 1e-6, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """EDM: the equiangular direction method, along the bisector of the unit task gradients.
 
-    Katrutsa, Merkulov, Tursynbek & Oseledets (2020), "Follow the bisector: a
-    simple method for multi-objective optimization". Update rule: with the unit
-    gradients ``u_t = g_t / |g_t|``, ``beta`` is the min-norm point of their convex
-    hull (MGDA on the unit gradients, i.e. on the cosine matrix ``C``):
+    Katrutsa, Merkulov, Tursynbek & Oseledets (2020). Update rule: with the unit gradients
+    ``u_t = g_t / |g_t|``, ``beta`` is the min-norm point of their convex hull (MGDA on the
+    unit gradients, i.e. on the cosine matrix ``C``):
 
         beta = argmin_{beta in simplex} beta^T C beta,      u* = sum_t beta_t u_t,
 
@@ -79,6 +78,10 @@ def edm(*, reg: float = 1e-6, num_tasks: int | None = None) -> optax.GradientTra
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`edm_weights`.
+
+    References:
+      - Katrutsa, Merkulov, Tursynbek & Oseledets (2020). "Follow the bisector: a simple method for
+        multi-objective optimization"
     """
     check("reg", reg, lambda v: v >= 0, "non-negative")
     return gramian_method(edm_weights, name="edm", num_tasks=num_tasks, reg=reg)

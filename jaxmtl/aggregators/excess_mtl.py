@@ -44,12 +44,11 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
                num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """ExcessMTL: weight the tasks by their estimated excess risk.
 
-    He et al. (2024), "Robust Multi-Task Learning with Excess Risks". Update
-    rule (the official code, also in LibMTL): accumulate ``H_t += g_t^2``
-    (AdaGrad-style diagonal), estimate each task's excess risk
-    ``r_t = g_t^T diag(1/sqrt(H_t + 1e-7)) g_t``; the first step stores ``r_t`` as the
-    reference ``r0_t`` and keeps the weights at 1; later steps update
-    ``w_t <- w_t exp(eta r_t / r0_t)`` renormalised to sum to ``T``; ``d = sum_t w_t g_t``.
+    He et al. (2024). Update rule (the official code, also in LibMTL): accumulate ``H_t +=
+    g_t^2`` (AdaGrad-style diagonal), estimate each task's excess risk ``r_t = g_t^T
+    diag(1/sqrt(H_t + 1e-7)) g_t``; the first step stores ``r_t`` as the reference ``r0_t``
+    and keeps the weights at 1; later steps update ``w_t <- w_t exp(eta r_t / r0_t)``
+    renormalised to sum to ``T``; ``d = sum_t w_t g_t``.
 
     Keeps ``sqrt(H)`` (``T`` times the parameters' memory) in the state, so ``num_tasks``
     is required and ``init`` needs the parameters. It is accumulated as a root sum of
@@ -63,6 +62,9 @@ def excess_mtl(robust_step_size: float = 1e-2, *,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`ExcessMTLState`.
+
+    References:
+      - He et al. (2024). "Robust Multi-Task Learning with Excess Risks"
     """
     check("robust_step_size", robust_step_size, lambda v: v >= 0, "non-negative")
     t = task_count(num_tasks, "excess_mtl", "its state accumulates squared gradients per task")

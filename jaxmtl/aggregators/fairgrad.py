@@ -28,14 +28,12 @@ def fairgrad(alpha: float = 1.0, *, num_iters: int = 20, reg: float = 1e-6,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """FairGrad: alpha-fair resource allocation between the tasks.
 
-    Ban & Ji (2024), "Fair Resource Allocation in Multi-Task Learning". Update
-    rule: ``w > 0`` with ``(G w)_t = w_t^(-1/alpha)`` (the alpha-fair optimality
-    condition on the tasks' utilities ``g_t . d``), ``d = J^T w``. ``alpha = 1`` is
-    proportional fairness (Nash-MTL's condition, without its norm clipping);
-    ``alpha -> inf`` approaches max-min fairness. ``|d|`` scales as
-    ``s^(1 - 2/(1+p))`` (``p = 1/alpha``) when the gradients scale by ``s``; at
-    ``alpha = 1`` the update is invariant to a positive rescaling of each task's
-    gradient. Permutation invariant.
+    Ban & Ji (2024). Update rule: ``w > 0`` with ``(G w)_t = w_t^(-1/alpha)`` (the alpha-
+    fair optimality condition on the tasks' utilities ``g_t . d``), ``d = J^T w``. ``alpha =
+    1`` is proportional fairness (Nash-MTL's condition, without its norm clipping); ``alpha
+    -> inf`` approaches max-min fairness. ``|d|`` scales as ``s^(1 - 2/(1+p))`` (``p =
+    1/alpha``) when the gradients scale by ``s``; at ``alpha = 1`` the update is invariant
+    to a positive rescaling of each task's gradient. Permutation invariant.
 
     Solver: damped Newton (:func:`jaxmtl.solvers.power_root`, ``num_iters``
     iterations) on the well-scaled form ``w_t = |g_t|^(-2/(1+p)) z_t``, where the
@@ -53,6 +51,9 @@ def fairgrad(alpha: float = 1.0, *, num_iters: int = 20, reg: float = 1e-6,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`fairgrad_weights`.
+
+    References:
+      - Ban & Ji (2024). "Fair Resource Allocation in Multi-Task Learning"
     """
     check("alpha", alpha, lambda v: v > 0, "positive")
     check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")

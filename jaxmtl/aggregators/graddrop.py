@@ -30,11 +30,10 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
              renormalize: bool = False, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradDrop: drop each coordinate's gradients of the minority sign, at random.
 
-    Chen et al. (2020), "Just Pick a Sign: Optimizing Deep Multitask Models with
-    Gradient Sign Dropout". Update rule, per coordinate: the sign purity
-    ``P = 1/2 (1 + sum_t g_t / sum_t |g_t|)``, ``U ~ Uniform(0, 1)``; task ``t``'s
-    gradient is kept where ``(P > U and g_t > 0)`` or ``(P < U and g_t < 0)``;
-    ``d = sum_t (leak_t + (1 - leak_t) mask_t) g_t``.
+    Chen et al. (2020). Update rule, per coordinate: the sign purity ``P = 1/2 (1 + sum_t
+    g_t / sum_t |g_t|)``, ``U ~ Uniform(0, 1)``; task ``t``'s gradient is kept where ``(P >
+    U and g_t > 0)`` or ``(P < U and g_t < 0)``; ``d = sum_t (leak_t + (1 - leak_t) mask_t)
+    g_t``.
 
     The paper applies GradDrop to the gradients of a shared activation layer;
     like TorchJD, jaxmtl applies it to whatever stacked gradients it receives
@@ -67,6 +66,10 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`GradDropState`.
+
+    References:
+      - Chen et al. (2020). "Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign
+        Dropout"
     """
     check("leak", leak, lambda v: (v >= 0) & (v <= 1), "in [0, 1] (a scalar or one per task)")
     t_fixed = task_count(num_tasks, "graddrop")

@@ -71,18 +71,14 @@ def gradvac(beta: float = 0.5, *, seed: int = 0,
             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradVac: steer pairwise gradient similarities towards their running targets.
 
-    Wang et al. (2021), "Gradient Vaccine: Investigating and Improving
-    Multi-task Optimization in Massively Multilingual Models". Update rule: for
-    each task ``i`` start from ``g_i`` and, for every other task ``j`` in a random
-    order, with ``phi = cos(g_i', g_j)`` and the target ``phi_hat = T[i, j]``: if
-    ``phi < phi_hat``, add
-    ``|g_i'| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (|g_j| sqrt(1 - phi_hat^2)) g_j``;
-    then ``T[i, j] <- (1 - beta) T[i, j] + beta phi``. ``d = sum_i g_i'``. Targets
-    start at 0, so the first steps act like PCGrad. Whole-model granularity
-    (LibMTL's ``GradVac_group_type=0``). Computed on the cosine matrix (every
-    quantity is scale-free); the ``T x T`` targets and the PRNG key live in the
-    state, so ``num_tasks`` is required.
-
+    Wang et al. (2021). Update rule: for each task ``i`` start from ``g_i`` and, for every
+    other task ``j`` in a random order, with ``phi = cos(g_i', g_j)`` and the target
+    ``phi_hat = T[i, j]``: if ``phi < phi_hat``, add ``|g_i'| (phi_hat sqrt(1 - phi^2) - phi
+    sqrt(1 - phi_hat^2)) / (|g_j| sqrt(1 - phi_hat^2)) g_j``; then ``T[i, j] <- (1 - beta)
+    T[i, j] + beta phi``. ``d = sum_i g_i'``. Targets start at 0, so the first steps act
+    like PCGrad. Whole-model granularity (LibMTL's ``GradVac_group_type=0``). Computed on
+    the cosine matrix (every quantity is scale-free); the ``T x T`` targets and the PRNG key
+    live in the state, so ``num_tasks`` is required.
     Args:
       beta: EMA rate of the targets, ``0.5`` (LibMTL; the paper uses 1e-2).
       seed: seed of the PRNG key of the projection orders.
@@ -91,6 +87,10 @@ def gradvac(beta: float = 0.5, *, seed: int = 0,
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`GradVacState`; its
       public weighting is :func:`gradvac_weights`.
+
+    References:
+      - Wang et al. (2021). "Gradient Vaccine: Investigating and Improving Multi-task Optimization
+        in Massively Multilingual Models"
     """
     check("beta", beta, lambda v: (v >= 0) & (v <= 1), "in [0, 1]")
     t = task_count(num_tasks, "gradvac", "its state holds the T x T similarity targets")

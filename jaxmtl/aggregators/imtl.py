@@ -56,11 +56,10 @@ def imtl(lr: float = 1e-3, *, rcond: float = 1e-4, optimizer: optax.GradientTran
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL: IMTL-L's learned loss scales with IMTL-G's equal projections (the hybrid).
 
-    Liu et al. (2021), "Towards Impartial Multi-task Learning", the full method as
-    Gama & Grassi (2025) run it. Update rule: IMTL-L scales task ``t``'s loss to
-    ``exp(s_t) L_t - s_t``; IMTL-G (:func:`jaxmtl.imtl_g`) then weights the
-    gradients of the scaled losses, ``h_t = exp(s_t) g_t``, by ``alpha`` (``sum(alpha) = 1``,
-    equal projections of ``d`` on every unit gradient):
+    Liu et al. (2021), the full method as Gama & Grassi (2025) run it. Update rule: IMTL-L
+    scales task ``t``'s loss to ``exp(s_t) L_t - s_t``; IMTL-G (:func:`jaxmtl.imtl_g`) then
+    weights the gradients of the scaled losses, ``h_t = exp(s_t) g_t``, by ``alpha``
+    (``sum(alpha) = 1``, equal projections of ``d`` on every unit gradient):
 
         d = sum_t alpha_t h_t = sum_t w_t g_t,      w_t = alpha_t exp(s_t),
 
@@ -96,6 +95,9 @@ def imtl(lr: float = 1e-3, *, rcond: float = 1e-4, optimizer: optax.GradientTran
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`IMTLState`; its
       public weighting is :func:`imtl_weights`. Needs ``losses``.
+
+    References:
+      - Liu et al. (2021). "Towards Impartial Multi-task Learning"
     """
     check("rcond", rcond, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
     t = task_count(num_tasks, "imtl", "its state holds one learned loss scale per task")

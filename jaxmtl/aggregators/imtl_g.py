@@ -29,12 +29,11 @@ def imtl_g_weights(gramian: jax.Array | ScaledGramian, *, rcond: float | jax.Arr
 def imtl_g(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL-G: the update with equal projections on every task's unit gradient.
 
-    Liu et al. (2021), "Towards Impartial Multi-task Learning" (the gradient
-    part). Update rule: ``d = J^T w`` with ``sum(w) = 1`` and ``u_t . d`` equal for
-    all tasks (``u_t = g_t / |g_t|``). With the cosine matrix ``C`` and the norms
-    ``N``: ``w = v / sum(v)``, ``v = N^-1 C^+ 1``; for full rank this is TorchJD's
-    ``v = G^+ n`` and the closed form of the paper's ``alpha = g_1 U^T (D U^T)^-1``.
-    Weights are invariant to a common rescaling (``d`` is linear); the direction
+    Liu et al. (2021) (the gradient part). Update rule: ``d = J^T w`` with ``sum(w) = 1``
+    and ``u_t . d`` equal for all tasks (``u_t = g_t / |g_t|``). With the cosine matrix
+    ``C`` and the norms ``N``: ``w = v / sum(v)``, ``v = N^-1 C^+ 1``; for full rank this is
+    TorchJD's ``v = G^+ n`` and the closed form of the paper's ``alpha = g_1 U^T (D
+    U^T)^-1``. Weights are invariant to a common rescaling (``d`` is linear); the direction
     of ``d`` is invariant to per-task rescaling; permutation equivariant.
 
     Solved on the cosine matrix: the pseudo-inverse of ``G`` itself (TorchJD) or of
@@ -52,6 +51,9 @@ def imtl_g(*, rcond: float = 1e-4, num_tasks: int | None = None) -> optax.Gradie
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`imtl_g_weights`.
+
+    References:
+      - Liu et al. (2021). "Towards Impartial Multi-task Learning"
     """
     check("rcond", rcond, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
     return gramian_method(imtl_g_weights, name="imtl_g", num_tasks=num_tasks, rcond=rcond)

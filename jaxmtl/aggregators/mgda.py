@@ -18,7 +18,16 @@ NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
 def mgda_weights(gramian: jax.Array | ScaledGramian, *, normalization: str = "none",
                  losses: jax.Array | None = None, reg: float | jax.Array = 1e-6) -> jax.Array:
-    """MGDA weights (on the simplex) from a Gramian of any origin; see :func:`mgda`."""
+    """MGDA weights (on the simplex) from a Gramian of any origin; see :func:`mgda`.
+
+    Examples:
+      Orthogonal gradients of norms 1 and 2: the min-norm point of their convex hull
+      weights them by ``1 / |g_t|^2``, normalised:
+
+      >>> import jax.numpy as jnp, jaxmtl
+      >>> jaxmtl.mgda_weights(jnp.array([[1.0, 0.0], [0.0, 4.0]]))
+      Array([0.8, 0.2], dtype=float32)
+    """
     one_of("normalization", normalization, NORMALIZATIONS)
     cf = cosine_form(gramian)
     t = cf.cos.shape[0]
@@ -54,9 +63,7 @@ def mgda(normalization: str = "none", *, reg: float = 1e-6,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MGDA: the min-norm point of the convex hull of the task gradients.
 
-    Désidéri (2012), "Multiple-gradient descent algorithm (MGDA) for
-    multiobjective optimization"; Sener & Koltun (2018), "Multi-Task Learning as
-    Multi-Objective Optimization".
+    Désidéri (2012); Sener & Koltun (2018).
 
     Update rule: ``w = argmin_{w in simplex} w^T G w``, ``d = J^T w``. ``d`` is the
     shortest vector in the convex hull of the gradients; ``J d >= |d|^2 >= 0`` (no
@@ -89,6 +96,11 @@ def mgda(normalization: str = "none", *, reg: float = 1e-6,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`mgda_weights`.
+
+    References:
+      - Désidéri (2012). "Multiple-gradient descent algorithm (MGDA) for multiobjective
+        optimization"
+      - Sener & Koltun (2018). "Multi-Task Learning as Multi-Objective Optimization"
     """
     one_of("normalization", normalization, NORMALIZATIONS)
     check("reg", reg, lambda v: v >= 0, "non-negative")

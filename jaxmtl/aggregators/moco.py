@@ -31,13 +31,11 @@ def moco(beta: float = 0.5, *, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
          rho: float = 0.0, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoCo: multi-objective gradient with bias correction by tracking.
 
-    Fernando et al. (2023), "Mitigating Gradient Bias in Multi-objective
-    Learning: A Provably Convergent Approach". Update rule at step ``k``
-    (LibMTL's form): each task gradient is rescaled to norm ``L_t``
-    (``h_t = L_t g_t / (|g_t| + 1e-8)``), tracked by
-    ``y_t <- y_t - beta_k (y_t - h_t)`` with ``beta_k = beta / k^beta_sigma``; the
-    weights follow ``lambda <- softmax(lambda - gamma_k (Y Y^T + rho I) lambda)``,
-    ``gamma_k = gamma / k^gamma_sigma``; ``d = Y^T lambda``.
+    Fernando et al. (2023). Update rule at step ``k`` (LibMTL's form): each task gradient is
+    rescaled to norm ``L_t`` (``h_t = L_t g_t / (|g_t| + 1e-8)``), tracked by ``y_t <- y_t -
+    beta_k (y_t - h_t)`` with ``beta_k = beta / k^beta_sigma``; the weights follow ``lambda
+    <- softmax(lambda - gamma_k (Y Y^T + rho I) lambda)``, ``gamma_k = gamma /
+    k^gamma_sigma``; ``d = Y^T lambda``.
 
     Needs ``losses``; keeps the ``T`` tracked gradients in the state (``T`` times
     the parameters' memory), so ``num_tasks`` is required and ``init`` needs the
@@ -52,6 +50,10 @@ def moco(beta: float = 0.5, *, beta_sigma: float = 0.5, gamma: float = 0.1, gamm
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`MoCoState`.
+
+    References:
+      - Fernando et al. (2023). "Mitigating Gradient Bias in Multi-objective Learning: A Provably
+        Convergent Approach"
     """
     for name, value in (("beta", beta), ("beta_sigma", beta_sigma), ("gamma", gamma),
                         ("gamma_sigma", gamma_sigma), ("rho", rho)):

@@ -14,21 +14,19 @@ from jaxmtl.solvers import project_simplex
 __all__ = ["modo"]
 
 
-@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=True)
+@register("modo", "MoDo", "gradient", "Chen et al. 2023", needs_num_tasks=True, extra_batches=2)
 def modo(gamma: float = 1e-3, *, rho: float = 0.1,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """MoDo: multi-objective gradient with double sampling.
 
-    Chen et al. (2023), "Three-Way Trade-Off in Multi-Objective Learning:
-    Optimization, Generalization and Conflict-Avoidance". Update rule (official
-    code, as in LibMTL): with two independent batches' Jacobians ``J_b, J_c``,
-    the weights (simplex, in the state, starting at ``1/T``) take one projected
-    step ``lambda <- P_simplex(lambda - gamma (J_b J_c^T lambda + rho lambda))``;
-    the update uses a third batch ``J_a`` (``task_grads``): ``d = J_a^T lambda``.
-    ``J_b J_c^T`` is an unbiased estimate of ``G`` (double sampling), the point of
-    the method; it is not normalised, so ``gamma`` depends on the gradient scale.
-    LibMTL also divides the heads' gradients by 3 (it sums three backward
-    passes); jaxmtl leaves the heads to :func:`jaxmtl.partition`.
+    Chen et al. (2023). Update rule (official code, as in LibMTL): with two independent
+    batches' Jacobians ``J_b, J_c``, the weights (simplex, in the state, starting at
+    ``1/T``) take one projected step ``lambda <- P_simplex(lambda - gamma (J_b J_c^T lambda
+    + rho lambda))``; the update uses a third batch ``J_a`` (``task_grads``): ``d = J_a^T
+    lambda``. ``J_b J_c^T`` is an unbiased estimate of ``G`` (double sampling), the point of
+    the method; it is not normalised, so ``gamma`` depends on the gradient scale. LibMTL
+    also divides the heads' gradients by 3 (it sums three backward passes); jaxmtl leaves
+    the heads to :func:`jaxmtl.partition`.
 
     Extra batches: pass ``extra_task_grads=(task_grads_b, task_grads_c)``.
 
@@ -39,6 +37,10 @@ def modo(gamma: float = 1e-3, *, rho: float = 0.1,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.protocol.WeightsState`.
+
+    References:
+      - Chen et al. (2023). "Three-Way Trade-Off in Multi-Objective Learning: Optimization,
+        Generalization and Conflict-Avoidance"
     """
     check("gamma", gamma, lambda v: v >= 0, "non-negative")
     check("rho", rho, lambda v: v >= 0, "non-negative")

@@ -59,14 +59,13 @@ def nash_mtl(max_norm: float = 1.0, *, update_weights_every: int = 1, warm_start
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Nash-MTL: the Nash bargaining solution between the tasks.
 
-    Navon et al. (2022), "Multi-Task Learning as a Bargaining Game". Update
-    rule: ``alpha > 0`` with ``G alpha = 1 / alpha`` (every task's utility
-    ``g_t . d`` equals ``1 / alpha_t``), ``d = J^T alpha``; then, as the official
-    code and LibMTL do on the shared parameters, ``d`` is clipped to norm
-    ``max_norm``. Since ``|J^T alpha|^2 = alpha^T G alpha = T``, the unclipped
-    update has norm ``sqrt(T)`` whatever the gradients' scales: Nash-MTL is
-    invariant to a positive rescaling of each task's gradient (``alpha_t`` takes
-    the inverse factor). Permutation invariant.
+    Navon et al. (2022). Update rule: ``alpha > 0`` with ``G alpha = 1 / alpha`` (every
+    task's utility ``g_t . d`` equals ``1 / alpha_t``), ``d = J^T alpha``; then, as the
+    official code and LibMTL do on the shared parameters, ``d`` is clipped to norm
+    ``max_norm``. Since ``|J^T alpha|^2 = alpha^T G alpha = T``, the unclipped update has
+    norm ``sqrt(T)`` whatever the gradients' scales: Nash-MTL is invariant to a positive
+    rescaling of each task's gradient (``alpha_t`` takes the inverse factor). Permutation
+    invariant.
 
     Solver: with the cosine matrix ``C``, ``alpha_t = z_t / |g_t|`` where
     ``C z = 1 / z`` depends on the cosines only; damped Newton
@@ -90,6 +89,9 @@ def nash_mtl(max_norm: float = 1.0, *, update_weights_every: int = 1, warm_start
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`NashMTLState`;
       its public weighting is :func:`nash_mtl_weights`.
+
+    References:
+      - Navon et al. (2022). "Multi-Task Learning as a Bargaining Game"
     """
     check("max_norm", max_norm, lambda v: v >= 0, "non-negative")
     check("update_weights_every", update_weights_every, lambda v: v >= 1, "a positive integer")

@@ -57,14 +57,12 @@ def pcgrad(*, reduction: str = "sum", seed: int = 0,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """PCGrad: project each task gradient off the gradients it conflicts with.
 
-    Yu et al. (2020), "Gradient Surgery for Multi-Task Learning". Update rule:
-    for each task ``i``, start from ``g_i`` and, for every other task ``j`` in a
-    random order, if ``g_i' . g_j < 0`` replace
-    ``g_i' <- g_i' - (g_i' . g_j / |g_j|^2) g_j``; ``d = sum_i g_i'``. Like TorchJD,
-    the task itself is skipped in its own projection order (the paper's code
-    includes it, which never projects since ``g_i . g_i >= 0`` at that point in
-    the common case). Linear under positive scaling; for two tasks the order
-    does not matter.
+    Yu et al. (2020). Update rule: for each task ``i``, start from ``g_i`` and, for every
+    other task ``j`` in a random order, if ``g_i' . g_j < 0`` replace ``g_i' <- g_i' - (g_i'
+    . g_j / |g_j|^2) g_j``; ``d = sum_i g_i'``. Like TorchJD, the task itself is skipped in
+    its own projection order (the paper's code includes it, which never projects since ``g_i
+    . g_i >= 0`` at that point in the common case). Linear under positive scaling; for two
+    tasks the order does not matter.
 
     Everything is an inner product, so PCGrad is computed as a weighting of the
     Gramian, on the unit gradients (the cosine matrix): every projection is
@@ -83,6 +81,9 @@ def pcgrad(*, reduction: str = "sum", seed: int = 0,
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`PCGradState`; its
       public weighting is :func:`pcgrad_weights`.
+
+    References:
+      - Yu et al. (2020). "Gradient Surgery for Multi-Task Learning"
     """
     one_of("reduction", reduction, REDUCTIONS)
     t = task_count(num_tasks, "pcgrad")

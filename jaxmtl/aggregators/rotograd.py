@@ -67,12 +67,11 @@ class RotoGradState(NamedTuple):
 def rotograd(burn_in: int = 20, *, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """RotoGrad's gradient-magnitude homogenisation.
 
-    Javaloy & Valera (2022), "RotoGrad: Gradient Homogenization in Multitask
-    Learning via Rotations" (the scaling part; the rotations are
-    :class:`jaxmtl.models.Rotations`, :func:`rotation_loss` and
-    :func:`make_rotograd_step`). Update rule: with ``n_k = |g_k|`` and ``n_k^0`` its
-    value at the reference step (the first update, then update ``burn_in``),
-    the convergence ratios ``r_k = n_k / n_k^0`` give ``alpha = r / sum(r)`` and
+    Javaloy & Valera (2022) (the scaling part; the rotations are
+    :class:`jaxmtl.models.Rotations`, :func:`rotation_loss` and :func:`make_rotograd_step`).
+    Update rule: with ``n_k = |g_k|`` and ``n_k^0`` its value at the reference step (the
+    first update, then update ``burn_in``), the convergence ratios ``r_k = n_k / n_k^0``
+    give ``alpha = r / sum(r)`` and
 
         d = C sum_k g_k / |g_k|,      C = sum_k alpha_k |g_k|,
 
@@ -96,6 +95,10 @@ def rotograd(burn_in: int = 20, *, num_tasks: int | None = None) -> optax.Gradie
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`RotoGradState`;
       its public weighting is :func:`rotograd_weights`.
+
+    References:
+      - Javaloy & Valera (2022). "RotoGrad: Gradient Homogenization in Multitask Learning via
+        Rotations"
     """
     check("burn_in", burn_in, lambda v: v >= 0, "a non-negative integer")
     t = task_count(num_tasks, "rotograd", "its state holds the reference gradient norms")

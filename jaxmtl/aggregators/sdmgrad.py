@@ -15,19 +15,17 @@ from jaxmtl.solvers import project_simplex
 __all__ = ["sdmgrad"]
 
 
-@register("sdmgrad", "SDMGrad", "gradient", "Xiao et al. 2023", needs_num_tasks=True, extra_batches=True)
+@register("sdmgrad", "SDMGrad", "gradient", "Xiao et al. 2023", needs_num_tasks=True, extra_batches=2)
 def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentum: float = 0.5,
             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """SDMGrad: stochastic direction-oriented multi-objective gradient descent.
 
-    Xiao et al. (2023), "Direction-oriented Multi-objective Learning: Simple and
-    Provable Stochastic Algorithms". Update rule (official code, as in LibMTL):
-    with two independent batches' Jacobians ``J_b, J_c``, ``M = J_b J_c^T``
-    divided by the squared mean of the square roots of its (clipped) diagonal,
-    the weights ``w`` (simplex, kept in the state, starting at ``1/T``) take
-    ``num_iters`` projected SGD steps (``lr``, ``momentum``; LibMTL's 5 and 0.5, the
-    official code's lr is 10) on ``M w + lamda M 1/T``; the update uses a third batch ``J_a``
-    (``task_grads``): ``d = J_a^T (w + lamda/T) / (1 + lamda)``.
+    Xiao et al. (2023). Update rule (official code, as in LibMTL): with two independent
+    batches' Jacobians ``J_b, J_c``, ``M = J_b J_c^T`` divided by the squared mean of the
+    square roots of its (clipped) diagonal, the weights ``w`` (simplex, kept in the state,
+    starting at ``1/T``) take ``num_iters`` projected SGD steps (``lr``, ``momentum``;
+    LibMTL's 5 and 0.5, the official code's lr is 10) on ``M w + lamda M 1/T``; the update
+    uses a third batch ``J_a`` (``task_grads``): ``d = J_a^T (w + lamda/T) / (1 + lamda)``.
 
     Extra batches: pass ``extra_task_grads=(task_grads_b, task_grads_c)`` with the
     stacked gradients of two more independent batches (a ``ValueError`` says so
@@ -43,6 +41,10 @@ def sdmgrad(lamda: float = 0.3, *, num_iters: int = 20, lr: float = 5.0, momentu
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`jaxmtl.protocol.WeightsState`.
+
+    References:
+      - Xiao et al. (2023). "Direction-oriented Multi-objective Learning: Simple and Provable
+        Stochastic Algorithms"
     """
     check("lamda", lamda, lambda v: v >= 0, "non-negative")
     check("num_iters", num_iters, lambda v: v >= 1, "a positive integer")

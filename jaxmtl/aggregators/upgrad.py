@@ -27,10 +27,9 @@ def upgrad(pref: jax.Array | None = None, *, reg: float = 1e-4,
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UPGrad: each task gradient projected onto the dual cone of all, then summed.
 
-    Quinton & Rey (2024), "Jacobian Descent for Multi-Objective Optimization"
-    (TorchJD). Update rule: for each task ``i`` project ``p_i g_i`` onto the dual
-    cone ``{d : J d >= 0}``; ``d`` is the sum of the projections. In weight space,
-    with the Gramian ``G``:
+    Quinton & Rey (2024) (TorchJD). Update rule: for each task ``i`` project ``p_i g_i``
+    onto the dual cone ``{d : J d >= 0}``; ``d`` is the sum of the projections. In weight
+    space, with the Gramian ``G``:
 
         w_i = argmin_{w >= p_i e_i} w^T G w,     w = sum_i w_i,     d = J^T w.
 
@@ -59,6 +58,9 @@ def upgrad(pref: jax.Array | None = None, *, reg: float = 1e-4,
     Returns:
       An ``optax.GradientTransformationExtraArgs``; its public weighting is
       :func:`upgrad_weights`.
+
+    References:
+      - Quinton & Rey (2024). "Jacobian Descent for Multi-Objective Optimization"
     """
     check("reg", reg, lambda v: v >= 0, "non-negative")
     return gramian_method(upgrad_weights, name="upgrad", num_tasks=num_tasks, pref=pref, reg=reg)

@@ -21,6 +21,7 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, mode) as f:
+                os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp makes 0600; colleagues read results
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -37,6 +38,12 @@ def naming(err: OSError, path: str | os.PathLike) -> OSError:
     if err.filename is not None:
         return err
     return type(err)(err.errno, err.strerror or os.strerror(err.errno or 0), os.fspath(path))
+
+
+def _umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 class ResultStore:

@@ -14,6 +14,7 @@ Relationships". The pieces:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -94,9 +95,8 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """Auto-Lambda: task weights learned by a one-step look-ahead on held-out data.
 
-    Liu, Liang, Davison & Johns (2022), "Auto-Lambda: Disentangling Dynamic Task
-    Relationships". Update rule: the loss is ``sum_t lambda_t L_t``. Before each
-    model step, ``lambda`` takes one step of its own optimiser (Adam(``lr``)) on
+    Liu, Liang, Davison & Johns (2022). Update rule: the loss is ``sum_t lambda_t L_t``.
+    Before each model step, ``lambda`` takes one step of its own optimiser (Adam(``lr``)) on
     the held-out loss after a virtual SGD step,
 
         theta'(lambda) = theta - a * (sum_t lambda_t g_t + wd * theta),
@@ -109,7 +109,8 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
     Extra arguments of ``update``: ``val_grad`` (``d``, parameter-shaped), with
     ``virtual_lr`` (``a``, default 1; Adam is nearly invariant to it), or
     ``meta_grad`` (``f32[T]``, e.g. from :func:`auto_lambda_fd_grad`). Without
-    either, ``lambda`` is kept (evaluation steps, or no held-out batch). The
+    either, ``lambda`` is kept (evaluation steps, or no held-out batch), and the
+    first such update of each transformation warns that ``lambda`` is not learned. The
     meta-gradient from ``val_grad`` is :func:`auto_lambda_grad`, exact from the
     Jacobian in hand; the official code approximates the same ``g_t . d`` by a
     central finite difference of the losses (two forward passes). Use the full
@@ -130,9 +131,13 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`AutoLambdaState`.
+
+    References:
+      - Liu, Liang, Davison & Johns (2022). "Auto-Lambda: Disentangling Dynamic Task Relationships"
     """
     t = task_count(num_tasks, "auto_lambda", "its state holds the learned task weights")
     opt = inner_optimizer(optimizer, lr)
+    warned = []   # one warning per transformation (at trace time: once per compiled step)
 
     def init_fn(params):
         del params
@@ -151,6 +156,11 @@ def auto_lambda(lr: float = 1e-4, *, init: float = 0.1, optimizer: optax.Gradien
             meta = auto_lambda_grad(grads, val_grad, virtual_lr=extra.get("virtual_lr", 1.0))
             exponent = e + f
         if meta is None:
+            if not warned:
+                warned.append(True)
+                warnings.warn("auto_lambda got neither val_grad nor meta_grad: its task weights stay at "
+                              "their current value, Auto-Lambda learns them from the gradient of a held-out "
+                              "loss (pass val_grad=, or use jaxmtl.make_auto_lambda_step)", stacklevel=2)
             return lam, state
         meta = jnp.asarray(meta, jnp.float32)
         if meta.shape != (t,):

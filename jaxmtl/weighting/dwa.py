@@ -33,11 +33,9 @@ def dwa(temperature: float = 2.0, *, steps_per_epoch: int = 1,
         num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """DWA: dynamic weight average.
 
-    Liu et al. (2019), "End-to-End Multi-Task Learning with Attention". Update
-    rule: with the mean losses of the two previous epochs,
-    ``r_t = L_t(k-1) / L_t(k-2)`` and ``w = T softmax(r / temperature)``; ``w = 1``
-    until two epochs are complete.
-
+    Liu et al. (2019). Update rule: with the mean losses of the two previous epochs, ``r_t =
+    L_t(k-1) / L_t(k-2)`` and ``w = T softmax(r / temperature)``; ``w = 1`` until two epochs
+    are complete.
     Args:
       temperature: ``2.0`` (paper).
       steps_per_epoch: averages the losses over each block of ``n`` updates (the
@@ -47,6 +45,9 @@ def dwa(temperature: float = 2.0, *, steps_per_epoch: int = 1,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`DWAState`.
+
+    References:
+      - Liu et al. (2019). "End-to-End Multi-Task Learning with Attention"
     """
     check("temperature", temperature, lambda v: v > 0, "positive")
     check("steps_per_epoch", steps_per_epoch, lambda v: v >= 1, "a positive integer")

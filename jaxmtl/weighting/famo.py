@@ -33,15 +33,13 @@ def famo(gamma: float = 1e-3, *, lr: float = 0.025, min_losses: jax.Array | None
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """FAMO: fast adaptive multitask optimisation.
 
-    Liu et al. (2023), "FAMO: Fast Adaptive Multitask Optimization". Update rule:
-    ``z = softmax(xi)``, ``D_t = L_t - m_t`` (floored at 1e-8; ``m`` the minimum
-    losses, default 0), ``d = sum_t z_t / (c D_t) g_t`` with ``c = sum_t z_t / D_t``
-    (the gradient of ``sum_t z_t log D_t``, normalised). After each model step the
-    logits take one step of their own optimiser, Adam(``lr``) with coupled L2
-    decay ``gamma``, *descending* on ``(dz/dxi)^T delta`` with
-    ``delta_t = log D_t(before) - log D_t(after)``, the per-task decrease of the
-    log loss on the same batch: a task whose log loss falls faster than the
-    weighted average loses weight.
+    Liu et al. (2023). Update rule: ``z = softmax(xi)``, ``D_t = L_t - m_t`` (floored at
+    1e-8; ``m`` the minimum losses, default 0), ``d = sum_t z_t / (c D_t) g_t`` with ``c =
+    sum_t z_t / D_t`` (the gradient of ``sum_t z_t log D_t``, normalised). After each model
+    step the logits take one step of their own optimiser, Adam(``lr``) with coupled L2 decay
+    ``gamma``, *descending* on ``(dz/dxi)^T delta`` with ``delta_t = log D_t(before) - log
+    D_t(after)``, the per-task decrease of the log loss on the same batch: a task whose log
+    loss falls faster than the weighted average loses weight.
 
     FAMO needs the losses *after* the step. At update ``k + 1`` jaxmtl first
     updates the logits with ``before = L_k`` (the losses passed at update ``k``)
@@ -62,6 +60,9 @@ def famo(gamma: float = 1e-3, *, lr: float = 0.025, min_losses: jax.Array | None
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`FAMOState`.
+
+    References:
+      - Liu et al. (2023). "FAMO: Fast Adaptive Multitask Optimization"
     """
     check("gamma", gamma, lambda v: v >= 0, "non-negative")
     check("lr", lr, lambda v: v > 0, "positive")

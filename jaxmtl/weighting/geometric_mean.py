@@ -23,16 +23,18 @@ def geometric_mean_weights(losses: jax.Array) -> jax.Array:
 def geometric_mean(*, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GLS: the geometric mean of the task losses.
 
-    Chennupati et al. (2019), "MultiNet++: Multi-Stream Feature Aggregation and
-    Geometric Loss Strategy for Multi-Task Learning". Update rule:
-    ``L = (prod_t L_t)^(1/T)``, so ``d = sum_t (L / (T L_t)) g_t`` (losses floored
-    at 1e-12; the product is computed in log space). Needs ``losses``.
-
+    Chennupati et al. (2019). Update rule: ``L = (prod_t L_t)^(1/T)``, so ``d = sum_t (L /
+    (T L_t)) g_t`` (losses floored at 1e-12; the product is computed in log space). Needs
+    ``losses``.
     Args:
       num_tasks: when given, the task count is checked and the weights are
         recorded in ``state.weights``.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Chennupati et al. (2019). "MultiNet++: Multi-Stream Feature Aggregation and Geometric Loss
+        Strategy for Multi-Task Learning"
     """
     return loss_weighting(geometric_mean_weights, name="geometric_mean", num_tasks=num_tasks)

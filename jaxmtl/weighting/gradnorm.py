@@ -36,20 +36,16 @@ def gradnorm(alpha: float = 1.5, *, lr: float = 1e-3, layer: Mask = None,
              num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradNorm: learn the weights so that weighted gradient norms follow training rates.
 
-    Chen et al. (2018), "GradNorm: Gradient Normalization for Adaptive Loss
-    Balancing in Deep Multitask Networks". Update rule (LibMTL's
-    parametrisation): ``w = T softmax(xi)``; with the gradient norms ``n_t = |g_t|``
-    on the chosen parameters, the inverse training rates
-    ``r_t = (L_t / L_t(0)) / mean_s(L_s / L_s(0))`` and the constant target
-    ``c_t = mean_s(w_s n_s) r_t^alpha``, ``xi`` takes one step of its own optimiser on
-    ``sum_t |w_t n_t - c_t|``; ``d = sum_t w_t g_t`` with the weights before that
-    step. ``L(0)`` are the losses of the first update (LibMTL takes the first
-    epoch's mean losses and keeps the weights at 1 during that epoch; the paper
-    updates ``w`` directly and renormalises). The objective is linear in the norms:
-    when they lie outside ``[2^-40, 2^40]`` they are divided by a power of two first
-    (Adam's step is unchanged up to its ``eps``), so its square stays finite for
-    gradients up to float32's largest.
-
+    Chen et al. (2018). Update rule (LibMTL's parametrisation): ``w = T softmax(xi)``; with
+    the gradient norms ``n_t = |g_t|`` on the chosen parameters, the inverse training rates
+    ``r_t = (L_t / L_t(0)) / mean_s(L_s / L_s(0))`` and the constant target ``c_t =
+    mean_s(w_s n_s) r_t^alpha``, ``xi`` takes one step of its own optimiser on ``sum_t |w_t
+    n_t - c_t|``; ``d = sum_t w_t g_t`` with the weights before that step. ``L(0)`` are the
+    losses of the first update (LibMTL takes the first epoch's mean losses and keeps the
+    weights at 1 during that epoch; the paper updates ``w`` directly and renormalises). The
+    objective is linear in the norms: when they lie outside ``[2^-40, 2^40]`` they are
+    divided by a power of two first (Adam's step is unchanged up to its ``eps``), so its
+    square stays finite for gradients up to float32's largest.
     Args:
       alpha: the restoring-force exponent, ``1.5`` (paper).
       lr: learning rate of the default optimiser ``adam(lr)``, ``1e-3``.
@@ -63,6 +59,10 @@ def gradnorm(alpha: float = 1.5, *, lr: float = 1e-3, layer: Mask = None,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with a :class:`GradNormState`.
+
+    References:
+      - Chen et al. (2018). "GradNorm: Gradient Normalization for Adaptive Loss Balancing in Deep
+        Multitask Networks"
     """
     check("alpha", alpha, lambda v: v >= 0, "non-negative")
     t = task_count(num_tasks, "gradnorm", "its state holds the learned weights")

@@ -31,12 +31,10 @@ def imtl_l(lr: float = 1e-3, *, optimizer: optax.GradientTransformation | None =
            num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """IMTL-L: the loss-balancing half of Impartial MTL.
 
-    Liu et al. (2021), "Towards Impartial Multi-task Learning". Update rule: with
-    learned scales ``s_t``, the total loss ``sum_t exp(s_t) L_t - s_t``, so
-    ``w_t = exp(s_t)`` and ``d = sum_t w_t g_t``; ``s`` then takes one step of its own
-    optimiser on ``exp(s_t) L_t - 1``, whose root makes every scaled loss equal to
-    1. ``s`` starts at 0.
-
+    Liu et al. (2021). Update rule: with learned scales ``s_t``, the total loss ``sum_t
+    exp(s_t) L_t - s_t``, so ``w_t = exp(s_t)`` and ``d = sum_t w_t g_t``; ``s`` then takes
+    one step of its own optimiser on ``exp(s_t) L_t - 1``, whose root makes every scaled
+    loss equal to 1. ``s`` starts at 0.
     Args:
       lr: learning rate of the default optimiser ``adam(lr)``, ``1e-3``.
       optimizer: the optimiser of ``s`` (default ``adam(lr)``; static under
@@ -45,6 +43,9 @@ def imtl_l(lr: float = 1e-3, *, optimizer: optax.GradientTransformation | None =
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`IMTLLState`.
+
+    References:
+      - Liu et al. (2021). "Towards Impartial Multi-task Learning"
     """
     t = task_count(num_tasks, "imtl_l", "its state holds one learned scale per task")
     opt = inner_optimizer(optimizer, lr)

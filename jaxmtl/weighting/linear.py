@@ -17,7 +17,8 @@ __all__ = ["linear"]
 REDUCTIONS = ("sum", "mean")
 
 
-@register("ew", "EW", "loss", "Kurin et al. 2022; Elich et al. 2023", scale="linear", one_task_identity=True)
+@register("ew", "EW", "loss", "Kurin et al. 2022; Elich et al. 2023", scale="linear", one_task_identity=True,
+          aliases=("Sum",))
 @register("mean", "Unit. Scal.", "loss", "Kurin et al. 2022; Gama & Grassi 2025",
           kwargs={"reduction": "mean"}, scale="linear", one_task_identity=True)
 def linear(weights: Sequence[float] | jax.Array | None = None, *, reduction: str = "sum",
@@ -41,6 +42,13 @@ def linear(weights: Sequence[float] | jax.Array | None = None, *, reduction: str
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Kurin et al. (2022). "In Defense of the Unitary Scalarization for Deep Multi-Task Learning"
+      - Elich, Kirchdorfer, Köhler & Schott (2023). "Examining Common Paradigms in Multi-Task Learning"
+        (arXiv 2311.04698)
+      - Gama & Grassi (2025). "Uniform Loss vs. Specialized Optimization: A Comparative Analysis in
+        Multi-Task Learning" (arXiv 2505.10347)
     """
     one_of("reduction", reduction, REDUCTIONS)
     t = task_count(num_tasks, "linear")

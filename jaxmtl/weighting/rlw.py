@@ -26,19 +26,17 @@ class RLWState(NamedTuple):
 
 
 @register("rlw", "RLW", "loss", "Lin et al. 2022", random=True, permutation="distribution",
-          one_task_identity=True)
+          one_task_identity=True, aliases=("Random",))
 @register("rlw_dirichlet", "RLW (Dirichlet)", "loss", "Lin et al. 2022", kwargs={"distribution": "dirichlet"},
           random=True, permutation="distribution", one_task_identity=True)
 def rlw(distribution: str = "normal", *, alpha: float = 1.0, seed: int = 0,
         num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """RLW: random loss weighting.
 
-    Lin et al. (2022), "Reasonable Effectiveness of Random Weighting: A Litmus
-    Test for Multi-Task Learning". Update rule: fresh weights every step,
-    ``w = softmax(z)`` with ``z ~ N(0, I)`` (``distribution='normal'``, LibMTL's
-    default) or ``w ~ Dirichlet(alpha 1)`` (``'dirichlet'``); ``d = sum_t w_t g_t``.
-    Runs that should differ (seeds of an experiment) need different ``seed``s.
-
+    Lin et al. (2022). Update rule: fresh weights every step, ``w = softmax(z)`` with ``z ~
+    N(0, I)`` (``distribution='normal'``, LibMTL's default) or ``w ~ Dirichlet(alpha 1)``
+    (``'dirichlet'``); ``d = sum_t w_t g_t``. Runs that should differ (seeds of an
+    experiment) need different ``seed``s.
     Args:
       distribution: ``'normal'`` (default) or ``'dirichlet'``.
       alpha: the Dirichlet concentration, ``1.0`` (uniform on the simplex).
@@ -48,6 +46,10 @@ def rlw(distribution: str = "normal", *, alpha: float = 1.0, seed: int = 0,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`RLWState`.
+
+    References:
+      - Lin et al. (2022). "Reasonable Effectiveness of Random Weighting: A Litmus Test for Multi-
+        Task Learning"
     """
     one_of("distribution", distribution, DISTRIBUTIONS)
     check("alpha", alpha, lambda v: v > 0, "positive")

@@ -26,5 +26,10 @@ def scale_invariant(*, num_tasks: int | None = None) -> optax.GradientTransforma
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Navon et al. (2022). "Multi-Task Learning as a Bargaining Game"
+      - Gama & Grassi (2025). "Uniform Loss vs. Specialized Optimization: A Comparative Analysis in
+        Multi-Task Learning" (arXiv 2505.10347)
     """
     return loss_weighting(inverse_loss_weights, name="scale_invariant", num_tasks=num_tasks)

@@ -21,14 +21,11 @@ def stch(mu: float = 1.0, *, pref: Sequence[float] | jax.Array | None = None,
          num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """STCH: smooth Tchebycheff scalarisation.
 
-    Lin et al. (2024), "Smooth Tchebycheff Scalarization for Multi-Objective
-    Optimization". Update rule: ``L = mu log sum_t exp(p_t (L_t - z_t) / mu)``, so
-    ``w = p * softmax(p (L - z) / mu)``, ``d = sum_t w_t g_t``; ``mu -> 0``
-    approaches the Tchebycheff (max) scalarisation, large ``mu`` the weighted
-    sum. (LibMTL's variant applies it to log losses normalised by a nadir point
-    after a warm-up, and multiplies the loss by ``T``; pass such losses, and
-    ``pref = T``, to reproduce it.) Needs ``losses``.
-
+    Lin et al. (2024). Update rule: ``L = mu log sum_t exp(p_t (L_t - z_t) / mu)``, so ``w =
+    p * softmax(p (L - z) / mu)``, ``d = sum_t w_t g_t``; ``mu -> 0`` approaches the
+    Tchebycheff (max) scalarisation, large ``mu`` the weighted sum. (LibMTL's variant
+    applies it to log losses normalised by a nadir point after a warm-up, and multiplies the
+    loss by ``T``; pass such losses, and ``pref = T``, to reproduce it.) Needs ``losses``.
     Args:
       mu: the smoothing, ``1.0`` (positive).
       pref: the preference ``p`` (default all ones).
@@ -38,6 +35,9 @@ def stch(mu: float = 1.0, *, pref: Sequence[float] | jax.Array | None = None,
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Lin et al. (2024). "Smooth Tchebycheff Scalarization for Multi-Objective Optimization"
     """
     check("mu", mu, lambda v: v > 0, "positive")
 

@@ -32,14 +32,12 @@ def uncertainty(lr: float = 1e-3, *, init: float = 0.0, optimizer: optax.Gradien
                 num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UW: homoscedastic uncertainty weighting with learned log-variances.
 
-    Kendall et al. (2018), "Multi-Task Learning Using Uncertainty to Weigh
-    Losses for Scene Geometry and Semantics". Update rule (LibMTL's form): with
-    learned ``s_t = log sigma_t^2``, the total loss ``sum_t L_t / (2 exp(s_t)) + s_t / 2``,
-    so ``w_t = exp(-s_t) / 2`` and ``d = sum_t w_t g_t``; ``s`` then takes one step of
-    its own optimiser on ``dL/ds_t = 1/2 - L_t exp(-s_t) / 2``, whose root is
-    ``exp(s_t) = L_t``. LibMTL trains ``s`` (starting at ``-0.5``) with the model's
-    own optimiser: pass ``init=-0.5`` and ``optimizer=`` the model's optimiser to
-    reproduce it (Elich et al.'s setting).
+    Kendall et al. (2018). Update rule (LibMTL's form): with learned ``s_t = log
+    sigma_t^2``, the total loss ``sum_t L_t / (2 exp(s_t)) + s_t / 2``, so ``w_t = exp(-s_t)
+    / 2`` and ``d = sum_t w_t g_t``; ``s`` then takes one step of its own optimiser on
+    ``dL/ds_t = 1/2 - L_t exp(-s_t) / 2``, whose root is ``exp(s_t) = L_t``. LibMTL trains
+    ``s`` (starting at ``-0.5``) with the model's own optimiser: pass ``init=-0.5`` and
+    ``optimizer=`` the model's optimiser to reproduce it (Elich et al.'s setting).
 
     **Per-task form** (Kendall et al.'s own, as Gama & Grassi's code writes it): with
     ``powers`` ``p`` and ``divisors`` ``f`` the learned ``eta_t = log sigma_t`` and the
@@ -60,6 +58,10 @@ def uncertainty(lr: float = 1e-3, *, init: float = 0.0, optimizer: optax.Gradien
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` with an :class:`UncertaintyState`.
+
+    References:
+      - Kendall et al. (2018). "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene
+        Geometry and Semantics"
     """
     t = task_count(num_tasks, "uncertainty", "its state holds one log-variance per task")
     opt = inner_optimizer(optimizer, lr)

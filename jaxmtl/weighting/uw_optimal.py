@@ -27,5 +27,11 @@ def uw_optimal(*, num_tasks: int | None = None) -> optax.GradientTransformationE
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Elich, Kirchdorfer, Köhler & Schott (2023). "Examining Common Paradigms in Multi-Task Learning"
+        (arXiv 2311.04698)
+      - Kendall et al. (2018). "Multi-Task Learning Using Uncertainty to Weigh Losses for Scene Geometry
+        and Semantics"
     """
     return loss_weighting(inverse_loss_weights, name="uw_optimal", num_tasks=num_tasks)

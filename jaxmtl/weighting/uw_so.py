@@ -16,12 +16,10 @@ __all__ = ["uw_so"]
 def uw_so(temperature: float = 1.0, *, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """UW-SO: soft optimal uncertainty weighting.
 
-    Kirchdorfer et al. (2024), "Analytical Uncertainty-Based Loss Weighting in
-    Multi-Task Learning". Update rule: the analytically optimal UW weights
-    ``1/L_t`` normalised by a softmax with temperature ``tau``:
-    ``w = softmax((1 / L) / tau)``, ``d = sum_t w_t g_t`` (losses floored at 1e-12;
-    the authors' code adds 1e-8). Needs ``losses``.
-
+    Kirchdorfer et al. (2024). Update rule: the analytically optimal UW weights ``1/L_t``
+    normalised by a softmax with temperature ``tau``: ``w = softmax((1 / L) / tau)``, ``d =
+    sum_t w_t g_t`` (losses floored at 1e-12; the authors' code adds 1e-8). Needs
+    ``losses``.
     Args:
       temperature: ``tau``, ``1.0`` (the authors' code default).
       num_tasks: when given, the task count is checked and the weights are
@@ -29,6 +27,10 @@ def uw_so(temperature: float = 1.0, *, num_tasks: int | None = None) -> optax.Gr
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``.
+
+    References:
+      - Kirchdorfer et al. (2024). "Analytical Uncertainty-Based Loss Weighting in Multi-Task
+        Learning"
     """
     check("temperature", temperature, lambda v: v > 0, "positive")
     return loss_weighting(lambda losses: jax.nn.softmax(1.0 / positive(losses) / as_float(temperature)),

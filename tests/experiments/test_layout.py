@@ -108,3 +108,42 @@ def test_a_hook_sees_every_step_and_adds_to_the_record(fake_fashion):
     record = runs.train_run(runs.RunSpec("ew", "adam", 1e-3, 0, 2, 4), data, hooks=[Grads()])
     assert [s for s, _ in record["grad_sq"]] == [0, 1, 2, 3]
     assert np.all(np.isfinite([v for _, v in record["grad_sq"]])) and record["grad_sq"][0][1] > 0
+
+
+@pytest.mark.parametrize("study", [*STUDIES, "paper_a.toy"])
+def test_help_says_what_each_preset_runs_how_long_and_every_default(study, monkeypatch):
+    import argparse
+
+    module = importlib.import_module(f"experiments.{study}")
+    parsers = []
+
+    def parse_args(parser, argv=None, namespace=None):
+        parsers.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    with pytest.raises(SystemExit):
+        module.main([])
+    (parser,) = parsers
+    assert [a.option_strings for a in parser._actions if not a.help] == []
+    text = " ".join(parser.format_help().split())
+    presets = text.split(" presets (")[1]
+    for name in module.PRESETS:
+        assert f" {name}: {' '.join(module.PRESET_NOTES[name].split())}" in presets
+    assert all("CPU" in note or "GPU" in note for note in module.PRESET_NOTES.values())
+    preset = next(a for a in parser._actions if "--preset" in a.option_strings)
+    assert f"(default: {preset.default})" in text
+
+
+def test_study_method_names_take_libmtl_and_torchjd_names():
+    import argparse
+
+    from experiments.cli import method_names
+    parse = method_names(["ew", "uw_libmtl", "nash_mtl", "imtl_g"])
+    assert [parse(n) for n in ("EW", "UW_LIBMTL", "Nash_MTL", "NashMTL", "IMTLG", "IMTL-G")] == \
+        ["ew", "uw_libmtl", "nash_mtl", "nash_mtl", "imtl_g", "imtl_g"]
+    with pytest.raises(argparse.ArgumentTypeError, match="'PCGrad' is 'pcgrad', which this study does not run; "
+                                                         "choose from ew, uw_libmtl, nash_mtl, imtl_g"):
+        parse("PCGrad")
+    with pytest.raises(argparse.ArgumentTypeError, match="'foo' is not a method name; choose from ew, uw_libmtl"):
+        parse("foo")

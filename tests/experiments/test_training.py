@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,16 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write(tmp_path / "x" / "f.txt", b"bytes")
     assert (tmp_path / "x" / "f.txt").read_bytes() == b"bytes"
     assert [p.name for p in (tmp_path / "x").iterdir()] == ["f.txt"]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_write_gives_files_the_mode_of_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "f.txt", "hello")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == mode
 
 
 def test_classification_losses():

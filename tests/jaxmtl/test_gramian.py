@@ -98,5 +98,22 @@ def test_num_tasks_validation():
         jaxmtl.num_tasks({"w": jnp.ones((4, 2))}, params={"w": jnp.zeros((4, 2))})
     with pytest.raises(ValueError, match="plain gradients have none.*jaxmtl.multi_steps"):
         jaxmtl.num_tasks({"a": jnp.ones((4, 2)), "b": jnp.ones((2,))})
+
+
+def test_a_mixed_tree_without_partition_names_partition():
+    """value_and_jacobian(..., shared=mask) stacks the shared leaves only: a method given that tree
+    without jaxmtl.partition is told to use it, with or without params."""
+    params = {"trunk": jnp.zeros((4, 3)), "head": jnp.zeros((3,))}
+    mixed = {"trunk": jnp.ones((2, 4, 3)), "head": jnp.ones((3,))}
+    tx = jaxmtl.upgrad()
+    with pytest.raises(ValueError, match=r"leaves \['head'\] have their parameter's shape.*"
+                                         r"wrap the method in jaxmtl.partition\(method, mask\)"):
+        tx.update(mixed, tx.init(params), params)
+    with pytest.raises(ValueError, match=r"disagree on the number of tasks.*jaxmtl.partition\(method, mask\)"):
+        tx.update(mixed, tx.init(params))
+    # partition takes the same tree
+    updates, _ = jaxmtl.partition(tx, {"trunk": True, "head": False}).update(
+        mixed, jaxmtl.partition(tx, {"trunk": True, "head": False}).init(params), params)
+    np.testing.assert_allclose(updates["head"], mixed["head"])
     with pytest.raises(ValueError, match=r"losses has shape \(2, 1\)"):
         jaxmtl.num_tasks(jnp.ones((2, 3)), losses=jnp.ones((2, 1)))

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jaxmtl
@@ -22,6 +23,53 @@ FACTORIES = sorted({m.factory for m in registry.entries()}, key=lambda f: f.__na
 def test_readme_methods_table_is_the_registrys():
     assert registry.markdown_table() in README, \
         "regenerate the table: python -c 'import jaxmtl; print(jaxmtl.registry.markdown_table())'"
+
+
+@pytest.mark.parametrize("alias, name", [
+    # LibMTL's names
+    ("EW", "ew"), ("UW", "uncertainty"), ("GradNorm", "gradnorm"), ("GLS", "geometric_mean"), ("RLW", "rlw"),
+    ("MGDA", "mgda"), ("DWA", "dwa"), ("PCGrad", "pcgrad"), ("GradVac", "gradvac"), ("IMTL", "imtl"),
+    ("CAGrad", "cagrad"), ("Nash_MTL", "nash_mtl"), ("GradDrop", "graddrop"), ("Aligned_MTL", "aligned_mtl"),
+    ("DB_MTL", "db_mtl"), ("MoCo", "moco"), ("STCH", "stch"), ("ExcessMTL", "excess_mtl"), ("FAMO", "famo"),
+    ("FairGrad", "fairgrad"), ("UPGrad", "upgrad"), ("SDMGrad", "sdmgrad"), ("MoDo", "modo"),
+    # TorchJD's aggregators
+    ("IMTLG", "imtl_g"), ("NashMTL", "nash_mtl"), ("AlignedMTL", "aligned_mtl"), ("DualProj", "dualproj"),
+    ("ConFIG", "con_fig"), ("Mean", "mean"), ("Sum", "ew"), ("Random", "rlw"),
+    # labels and the registry's own names in any case
+    ("UW-O", "uw_optimal"), ("rlw (dirichlet)", "rlw_dirichlet"), ("MGDA_LOSS_PLUS", "mgda_loss_plus"),
+])
+def test_resolve_takes_libmtl_and_torchjd_names(alias, name):
+    assert registry.resolve(alias) == name
+    assert registry.get(alias) is registry.METHODS[name]
+
+
+def test_every_name_resolves_to_itself_and_unknown_names_are_listed():
+    assert all(registry.resolve(m.name) == m.name and registry.resolve(m.label) == m.name
+               for m in registry.entries())
+    with pytest.raises(ValueError, match=r"unknown method 'nashmt' \(did you mean nash_mtl\?\); known: ew, mean,"):
+        registry.resolve("nashmt")
+
+
+def test_requirements_say_what_a_loop_must_give():
+    assert registry.get("sdmgrad").extra_batches == registry.get("modo").extra_batches == 2
+    assert registry.get("modo").requirements == ("num_tasks", "extra_task_grads (2 batches)")
+    assert registry.get("auto_lambda").requirements == ("num_tasks", "val_grad")
+    assert registry.get("upgrad").requirements == ("gramian",)
+    assert registry.get("rlw").requirements == ("prng key",)
+    assert registry.get("dwa").requirements == ("losses", "num_tasks")
+
+
+def test_auto_lambda_without_val_grad_warns_once():
+    import jax.numpy as jnp
+    tx = jaxmtl.auto_lambda(num_tasks=2)
+    params = {"w": jnp.zeros(3)}
+    state = tx.init(params)
+    grads = {"w": jnp.ones((2, 3))}
+    with pytest.warns(UserWarning, match="auto_lambda got neither val_grad nor meta_grad") as caught:
+        for _ in range(3):
+            _, state = tx.update(grads, state, params)
+    assert len(caught) == 1
+    np.testing.assert_array_equal(state.weights, np.float32([0.1, 0.1]))   # kept
 
 
 METHOD_MODULES = [*weighting.METHOD_MODULES, *aggregators.METHOD_MODULES]
@@ -104,6 +152,9 @@ def test_factory_signature_and_docstring(factory):
     doc = inspect.getdoc(factory)
     assert "Args:" in doc and "Returns:" in doc and "num_tasks" in doc
     assert re.search(r"\b(19|20)\d\d\b", doc), "cite the paper"
+    references = doc.split("\nReferences:\n")
+    assert len(references) == 2 and re.search(r'^  - .+ \((19|20)\d\d\)\. "', references[1], re.M), \
+        "end the docstring with a References section: '  - Authors (year). \"Title\"'"
     for p in params:
         assert f"{p.name}:" in doc or f"``{p.name}``" in doc, f"document {p.name}"
 
