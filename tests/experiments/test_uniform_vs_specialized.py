@@ -71,6 +71,9 @@ def test_tiny_preset_end_to_end_and_resumes(tmp_path, capsys):
     assert all(r["trace"] and r["diverged"] is None for r in lines)
     assert [r["trace"][1][0] for r in lines] == [2] * len(lines)   # every 2 steps (preset tiny)
     capsys.readouterr()
-    assert study.main(args + ["--methods", "Unit. Scal.", "IMTL"]) == 0   # the preset's methods by label
-    assert "grid: 4 runs, 4 already done" in capsys.readouterr().out
+    assert study.main(args) == 0
+    assert "grid: 6 runs, 6 already done" in capsys.readouterr().out
     assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)
+    assert study.main(args + ["--methods", "Unit. Scal.", "IMTL", "--report-only"]) == 0   # methods by label
+    text = (out / "summary.md").read_text()
+    assert "| IMTL |" in text and "RotoGrad" not in text
