@@ -174,6 +174,20 @@ class Model:
         self.eval = make_task_eval_step(self.module.apply, self.tasks, input_key=self.input_key)
         self.primary = [t.metrics[0].name for t in self.tasks]
         self.higher = [t.metrics[0].higher_is_better for t in self.tasks]
+        self._fine_tune_steps: dict[tuple, tuple] = {}
+
+    def fine_tune_step(self, spec: RunSpec):
+        """``(tx, step)`` fine-tuning the heads as ``spec``'s optimizer does, the backbone frozen
+        (one compiled step per optimizer, learning rate and weight decay)."""
+        key = (spec.optimizer, spec.lr, spec.weight_decay)
+        if key not in self._fine_tune_steps:
+            t = len(self.tasks)
+            tx = optax.chain(make_optimizer(spec.optimizer, spec.lr, jaxmtl.linear(num_tasks=t), num_tasks=t,
+                                            shared=shared_mask, weight_decay=spec.weight_decay),
+                             optax.masked(optax.set_to_zero(), shared_mask))
+            self._fine_tune_steps[key] = tx, make_task_train_step(self.frozen_apply, tx, self.tasks, shared=shared_mask,
+                                                                  input_key=self.input_key)
+        return self._fine_tune_steps[key]
 
     def load(self, path: Path) -> dict:
         return serialization.from_bytes(self.init, path.read_bytes())
@@ -196,11 +210,7 @@ def fine_tune(spec: RunSpec, variables: dict, data, model: Model, ft_epochs: int
     """``variables`` after ``ft_epochs`` epochs of head fine-tuning on randomly corrupted
     training batches: EW over every task with the run's optimizer, learning rate and weight
     decay, the backbone's parameters and batch-norm statistics left as they are."""
-    t = len(model.tasks)
-    tx = optax.chain(make_optimizer(spec.optimizer, spec.lr, jaxmtl.linear(num_tasks=t), num_tasks=t,
-                                    shared=shared_mask, weight_decay=spec.weight_decay),
-                     optax.masked(optax.set_to_zero(), shared_mask))
-    step = make_task_train_step(model.frozen_apply, tx, model.tasks, shared=shared_mask, input_key=model.input_key)
+    tx, step = model.fine_tune_step(spec)
     params, state = split_variables(variables)
     frozen = state
     opt_state = tx.init(params)
