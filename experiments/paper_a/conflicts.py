@@ -33,15 +33,17 @@ tasks (CelebA's 40) is probed on 8 of them drawn once at random (``--task-seed``
 default 0; the summary names them), as the paper does when tasks are many; EW
 trains all of them.
 
-Presets (size; GPU hours measured for one H100, summary.md states the run's own time):
+Presets (size; GPU hours are estimates for one H100, not measurements: no GPU was available
+to us; from the models' FLOPs per step at an assumed 100 TFLOP/s and the NumPy batch pipeline's
+CPU time per batch, whichever is larger; summary.md states a run's own time):
 
 * ``tiny``: tests (a few steps on fake files).
 * ``quick``: Multi-Fashion 8192 canvases x 8 epochs (minutes on a CPU); Cityscapes 512
   images x 6 epochs, CelebA 8192 x 4 epochs (minutes on a GPU).
 * ``paper``: Multi-Fashion, all 120k canvases x 30 epochs, batch 256 (about 0.2 GPU h);
   Cityscapes, 2,678 training images x 300 epochs, batch 64, statistics every 5 steps
-  (12.6k steps: SegNet about 2 GPU h, DeepLabV3+ ResNet-50 about 3 GPU h); CelebA,
-  162,770 images x 30 epochs, batch 256 (19k steps, about 2 GPU h).
+  (12.6k steps: SegNet about 1-2 GPU h, DeepLabV3+ ResNet-50 about 3-4 GPU h); CelebA,
+  162,770 images x 30 epochs, batch 256 (19k steps, EW's 40 per-task backward passes: about 2 GPU h).
 
 Writes ``results.jsonl`` (one line per training, resumable), ``summary.md`` and
 ``summary.png`` into ``--out``.

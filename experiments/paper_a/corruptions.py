@@ -38,16 +38,18 @@
 (Cityscapes, NYUv2: ``--arch segnet|deeplab_resnet18|deeplab_resnet50``), with
 Paper A's training settings on it (:mod:`experiments.paper_a.protocols`).
 
-Presets (size; GPU hours measured for one H100; summary.md states the run's own time):
+Presets (size; GPU hours are estimates for one H100, not measurements: no GPU was available
+to us; as :mod:`experiments.paper_a.conflicts` states them; summary.md states a run's own time):
 
 * ``tiny``: tests (a few steps on fake files).
 * ``quick``: EW, UW, PCGrad and the STL models, seed 0: Multi-Fashion 4096 canvases x 6
   epochs (minutes on a CPU); Cityscapes 512 / NYUv2 256 images x 6 epochs (minutes on a GPU).
 * ``paper``: Paper A's six methods and the STL models x 3 seeds, heads fine-tuned 10
   epochs: Multi-Fashion (about 1 GPU h); Cityscapes, 2,678 training images x 300 epochs,
-  batch 64, 24 models (about 40 GPU h with SegNet, 60 with DeepLabV3+ ResNet-50); NYUv2,
-  716 images x 200 epochs, batch 8, 27 models (about 35 GPU h with SegNet); plus the
-  corrupted training batches and 70 corrupted test sets, made on the CPU.
+  batch 64, 24 models (about 25-35 GPU h with SegNet, 50-70 with DeepLabV3+ ResNet-50);
+  NYUv2, 716 images x 200 epochs, batch 8, 27 models (about 15-30 GPU h with SegNet); the
+  corrupted training batches and the 70 corrupted test sets are made on the CPU (NumPy),
+  minutes per model.
 
 Writes ``results.jsonl`` (one line per training and per fine-tune+test,
 resumable; model parameters under ``models/``), ``summary.md`` and

@@ -22,6 +22,7 @@ from experiments.datasets import DATASETS
 from experiments.paper_a import conflicts, corruptions, optimizer_study, protocols, tuning
 from jaxmtl.data import ATTRIBUTES, CORRUPTIONS, SEVERITIES, attribute_tasks
 from jaxmtl.models.deeplab import ConvBNReLU
+from jaxmtl.training import task_losses
 from tests.experiments.test_compare_methods_datasets import run_compare
 from tests.fake_datasets import cityscapes_layout, fake_sources, nyuv2_layout
 
@@ -150,17 +151,16 @@ def test_conflict_probe_takes_evaluation_mode_gradients_of_the_encoder():
     probe = conflicts.ConflictProbe(model, tasks, "image", [0, 1], every=1, seed=0)
     probe.on_step(0, variables, batch, None)
     got = probe.current["inter_sample"]["cosine"]
-    from jaxmtl.training import task_losses
 
-    def grad(sample, task):
-        one = jax.tree.map(lambda v: v[sample:sample + 1], batch)
-        loss = lambda p: task_losses(model.apply({**variables, "params": p}, one["image"]), one, tasks)[task]
-        g = jax.grad(loss)(variables["params"])["encoder"]
-        return np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+    @jax.jit
+    def grads(params, one):   # (tasks, encoder entries): each task's loss on one sample, evaluation mode
+        losses = lambda p: task_losses(model.apply({**variables, "params": p}, one["image"]), one, tasks)
+        g = jax.jacrev(losses)(params)["encoder"]
+        return jax.numpy.concatenate([x.reshape(2, -1) for x in jax.tree.leaves(g)], axis=1)
 
-    picked = sorted(range(4))   # at most 8 samples: all 4, in order
-    want = [float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
-            for t in (0, 1) for a, b in itertools.combinations([grad(s, t) for s in picked], 2)]
+    per_sample = np.stack([grads(variables["params"], jax.tree.map(lambda v: v[s:s + 1], batch)) for s in range(4)])
+    want = [float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))   # all 4 samples drawn (at most 8)
+            for t in (0, 1) for a, b in itertools.combinations(per_sample[:, t], 2)]
     np.testing.assert_allclose(sorted(got), sorted(want), rtol=1e-4, atol=1e-5)
 
 
