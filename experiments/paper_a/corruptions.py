@@ -34,8 +34,8 @@
    MTL model minus that kept by the STL model, sign-flipped where higher is
    better; ``< 0`` means the MTL model copes better.
 
-``--dataset`` (Multi-Fashion by default) takes every benchmark with image inputs
-(Cityscapes, NYUv2: ``--arch segnet|deeplab_resnet18|deeplab_resnet50``), with
+``--dataset`` (Multi-Fashion by default) takes every benchmark whose inputs are images in
+[0, 1] (Cityscapes, NYUv2: ``--arch segnet|deeplab_resnet18|deeplab_resnet50``; CelebA), with
 Paper A's training settings on it (:mod:`experiments.paper_a.protocols`).
 
 Presets (size; GPU hours are estimates for one H100, not measurements: no GPU was available
@@ -351,13 +351,15 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
     return png_bytes(fig)
 
 
-IMAGE_DATASETS = ("multi_fashion", "multi_mnist", "cityscapes", "nyuv2", "celeba")
-"""The benchmarks whose inputs are images (QM9's are molecular graphs)."""
+IMAGE_DATASETS = ("multi_fashion", "cityscapes", "nyuv2", "celeba")
+"""The benchmarks whose inputs are images in [0, 1] (QM9's are molecular graphs, Multi-MNIST's
+batches are normalised with MNIST's mean and standard deviation, paper C's)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "corruptions", PRESETS, datasets=IMAGE_DATASETS,
-                          why="it corrupts images, and QM9's inputs are molecular graphs")
+                          why="it corrupts images in [0, 1]: QM9's inputs are molecular graphs, Multi-MNIST's "
+                              "are normalised with MNIST's mean and standard deviation (paper C's)")
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
     parser.add_argument("--methods", nargs="+", choices=[*METHODS, *LIBMTL_SETTINGS], default=None,
                         help="the MTL models' methods (default: the preset's; paper: Paper A's six)")

@@ -10,8 +10,8 @@ On CelebA (*ours*: its A3 protocol is not given) batch 256 as Sener & Koltun
 same protocol (a few hundred images, a few epochs); ``tiny`` the size of the
 tests' fake files (:mod:`tests.fake_datasets`).
 
-:func:`preset` lays a data set's settings over a study's own preset (Multi-Fashion
-has none: the study's presets are its own), as paper C's
+:func:`preset` lays a data set's settings over a study's own preset (Multi-Fashion,
+Multi-MNIST and QM9 have none: the study's presets, sized for Multi-Fashion, apply), as paper C's
 :attr:`~experiments.datasets.Benchmark.protocols` do.
 """
 from __future__ import annotations

@@ -429,6 +429,9 @@ def _as_float(images: np.ndarray):
     x = images if channels else images[..., None]
     is_int = np.issubdtype(images.dtype, np.integer)
     x = x.astype(np.float64) / 255.0 if is_int else x.astype(np.float64)
+    if x.size and not is_int and (x.min() < -1e-6 or x.max() > 1 + 1e-6):   # (interpolation's rounding)
+        raise ValueError(f"float images must lie in [0, 1], got values in [{x.min():g}, {x.max():g}]")
+    x = np.clip(x, 0.0, 1.0)
 
     def restore(y):
         y = np.round(y * 255).astype(images.dtype) if is_int else y.astype(images.dtype)

@@ -206,11 +206,11 @@ def serialization_of(path):
     return serialization.msgpack_restore(path.read_bytes())
 
 
-def test_corruptions_refuse_molecules(capsys):
+def test_corruptions_refuse_data_without_images_in_0_1(capsys):
     with pytest.raises(SystemExit):
         corruptions.main(["--dataset", "qm9"])
-    assert "runs on multi_fashion, multi_mnist, cityscapes, nyuv2, celeba only: it corrupts images, and QM9's " \
-           "inputs are molecular graphs" in capsys.readouterr().err
+    assert "runs on multi_fashion, cityscapes, nyuv2, celeba only: it corrupts images in [0, 1]: QM9's inputs " \
+           "are molecular graphs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["cityscapes", pytest.param("nyuv2", marks=pytest.mark.slow)])   # nyuv2: 3 tasks

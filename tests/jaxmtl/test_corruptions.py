@@ -161,6 +161,8 @@ def test_corrupt_random_and_errors():
         corrupt(IMAGES, "fog", 6)
     with pytest.raises(ValueError, match=r"or RGB \(N, H, W, 3\), got shape \(2, 8, 8, 2\)"):
         corrupt(np.zeros((2, 8, 8, 2), np.uint8), "fog", 1)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\], got values in \[-0.42, 1\]"):
+        corrupt(np.array([[[-0.42, 1.0]]]), "fog", 1)   # e.g. normalised pixels
 
 
 COLOUR = np.stack([ITEMS, np.roll(ITEMS, 3, axis=2), ITEMS // 2], axis=-1)[:6]
