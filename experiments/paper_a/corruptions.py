@@ -351,7 +351,7 @@ def plot(sc: dict[str, dict[int, dict]], tasks: list[str]) -> bytes:
     return png_bytes(fig)
 
 
-IMAGE_DATASETS = ("multi_fashion", "cityscapes", "nyuv2", "celeba")
+IMAGE_DATASETS = tuple(name for name, bench in DATASETS.items() if bench.unit_images)
 """The benchmarks whose inputs are images in [0, 1] (QM9's are molecular graphs, Multi-MNIST's
 batches are normalised with MNIST's mean and standard deviation, paper C's)."""
 

@@ -19,7 +19,7 @@ import jaxmtl.data.cityscapes as cityscapes_module
 import jaxmtl.data.nyuv2 as nyuv2_module
 from experiments import runs, selection
 from experiments.datasets import DATASETS
-from experiments.paper_a import conflicts, corruptions, optimizer_study, protocols, tuning
+from experiments.paper_a import conflicts, corruptions, optimizer_study, tuning
 from jaxmtl.data import ATTRIBUTES, CORRUPTIONS, SEVERITIES, attribute_tasks
 from jaxmtl.models.deeplab import ConvBNReLU
 from jaxmtl.training import task_losses
@@ -72,10 +72,8 @@ def fake_dense(name: str, tmp_path, monkeypatch) -> list[str]:
     loader's size patched to :data:`SIZE`."""
     if name == "cityscapes":
         monkeypatch.setattr(cityscapes_module, "SIZES", (*cityscapes_module.SIZES, SIZE))
-        for p in ("tiny",):
-            monkeypatch.setitem(protocols.PROTOCOLS["cityscapes"], p, dict(
-                protocols.PROTOCOLS["cityscapes"][p], data=dict(protocols.PROTOCOLS["cityscapes"][p]["data"],
-                                                                 size=SIZE)))
+        tiny = DATASETS[name].protocols["paper_a"]["tiny"]
+        monkeypatch.setitem(DATASETS[name].protocols["paper_a"], "tiny", dict(tiny, data=dict(tiny["data"], size=SIZE)))
         return ["--data-dir", str(cityscapes_layout(tmp_path / "c", hw=SIZE, n_train=8, n_val=4))]
     monkeypatch.setattr(nyuv2_module, "SIZE", SIZE)
     return ["--data-dir", str(nyuv2_layout(tmp_path / "n", hw=SIZE, n_train=8, n_val=4))]
