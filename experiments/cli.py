@@ -1,10 +1,47 @@
-"""The command line every study shares: ``--preset``, ``--out``, the data set and the devices."""
+"""The command line every study shares: ``--preset``, ``--out``, the data set and the devices,
+and :func:`run_main`, which turns a user's mistake into one line and an exit code."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import errno
+import sys
+from typing import Any, Callable
 
 from experiments.datasets import DATASETS, DEFAULT, load_dataset
+from jaxmtl.data.checks import DataError
+
+
+class UsageError(ValueError):
+    """A command line that a study cannot run (a model or task the data set lacks, a batch
+    that does not split over the devices): reported by :func:`run_main` without a traceback."""
+
+
+def run_main(main: Callable[[], int | None]) -> int:
+    """A study's ``main()`` as a command, its exit status returned (``sys.exit(run_main(main))``).
+
+    What the user can fix prints ``error: <message>`` on stderr, without a
+    traceback: missing data (``FileNotFoundError``), a data file that fails its
+    checks (:class:`~jaxmtl.data.checks.DataError`) and a :class:`UsageError`
+    exit 2 (as argparse's errors: a bad flag, an unknown method); a write that
+    fails (a full disk: ``ENOSPC``, naming the file) exits 1. Ctrl-C exits 130
+    after the message of :func:`experiments.runs.run_grid` (how many runs are done,
+    that a rerun resumes). Any other exception is a bug and keeps its traceback.
+    """
+    try:
+        status = main()
+        return status if isinstance(status, int) else 0
+    except KeyboardInterrupt as err:
+        print(str(err) or "interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (DataError, UsageError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            print(f"error: no space left on the device writing {err.filename}", file=sys.stderr)
+        else:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 class _DatasetAction(argparse.Action):
@@ -65,21 +102,21 @@ def study_data(args: argparse.Namespace, settings: dict, seed: int = 0) -> tuple
     """The data set of a study's ``--dataset``/``--data-dir`` loaded with ``settings`` (the
     preset's ``data``; ``--tasks`` is added to them where the data set's loader reads
     them), and the :class:`~experiments.runs.RunSpec` fields naming it (``dataset``,
-    ``arch``, ``tiny``, ``tasks``). Raises ``ValueError`` for an ``--arch`` the data set
+    ``arch``, ``tiny``, ``tasks``). Raises :class:`UsageError` for an ``--arch`` the data set
     lacks or ``--tasks`` it does not offer."""
     name = getattr(args, "dataset", DEFAULT)
     bench = DATASETS[name]
     arch, tiny = getattr(args, "arch", None), getattr(args, "tiny_model", False)
     if arch is not None and arch not in bench.archs:
-        raise ValueError(f"--arch {arch}: {name} has the models {', '.join(bench.archs)}")
+        raise UsageError(f"--arch {arch}: {name} has the models {', '.join(bench.archs)}")
     tasks = getattr(args, "tasks", None)
     fields = {"dataset": name, "arch": None if arch == bench.archs[0] else arch, "tiny": tiny}
     if tasks:
         unknown = sorted(set(tasks) - set(bench.task_names))
         if not bench.task_names:
-            raise ValueError(f"--tasks: {name} has a fixed task set")
+            raise UsageError(f"--tasks: {name} has a fixed task set")
         if unknown:
-            raise ValueError(f"--tasks {' '.join(unknown)}: {name}'s tasks are {', '.join(bench.task_names)}")
+            raise UsageError(f"--tasks {' '.join(unknown)}: {name}'s tasks are {', '.join(bench.task_names)}")
         if bench.tasks_in_loader:
             settings["tasks"] = list(tasks)   # in the preset's data settings, so in every run's key
         else:

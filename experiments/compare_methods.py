@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
 from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
@@ -201,4 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

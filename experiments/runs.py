@@ -32,6 +32,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 import jaxmtl
+from experiments.cli import UsageError
 from experiments.datasets import DEFAULT, get as get_dataset
 from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
@@ -41,7 +42,11 @@ from jaxmtl.protocol import recorded_weights
 from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
+from jaxmtl.training.results import RunLock, remove_empty_parents
 from jaxmtl.training import ResultStore, evaluate_tasks, make_task_eval_step, make_task_train_step
+from jaxmtl.training.held_out import make_held_out_train_step
+from jaxmtl.training.representation import (loss_scale_weights, make_representation_train_step, rotated,
+                                            with_rotations)
 from jaxmtl.training.steps import split_variables
 
 METHODS = [m.name for m in registry.entries() if not m.extra_batches and not m.extra_args]
@@ -63,6 +68,15 @@ which is left out here); ``cagrad_libmtl``: c = 0.5; ``aligned_mtl_libmtl``: the
 aligned rows summed (preference 1 per task, not 1/T)."""
 TRAINED_BY_MODEL_OPTIMIZER = ("uw_libmtl",)
 MODEL_OPTIMIZER = "model"
+LEVELS = ("parameters", "representation")
+HEADS = (None, "plain", "weighted", "loss_scales")
+REPRESENTATION_MODULE = "encoder"
+"""The submodule whose output is the shared representation (MultiLeNet's, MixedLeNet's)."""
+
+
+def head_names(num_tasks: int) -> list[str]:
+    """The heads' submodules of the models with a representation (``head_<t>``)."""
+    return [f"head_{t}" for t in range(num_tasks)]
 """``method_kwargs={'optimizer': MODEL_OPTIMIZER}``: the method's own parameters are trained by the
 model's optimiser (its learning rate, schedule and moments), as paper C trains UW's."""
 
@@ -113,6 +127,14 @@ class RunSpec:
     of its models (``None``: its first), ``tiny`` the few-channel version of that
     model, ``dropout`` the model's dropout rate. ``origin``: a study's note of where
     a run comes from (paper C: the SMTO and rule behind fixed weights), part of the key.
+
+    ``level``: where the method acts, ``'parameters'`` (the task gradients of the
+    shared parameters) or ``'representation'`` (those of the shared representation,
+    the model's ``encoder`` output: :mod:`jaxmtl.training.representation`, paper C's
+    IMTL, MGDA-UB and GradDrop). ``heads``: the task-specific parameters' gradients,
+    ``None`` (the method's kind decides: loss weightings weight them, aggregators give
+    the plain sum), ``'plain'``, ``'weighted'`` (by the method's recorded weights, as
+    paper C's Nash-MTL) or ``'loss_scales'`` (IMTL's ``exp(s_t)``, at the representation).
     """
 
     method: str
@@ -132,6 +154,16 @@ class RunSpec:
     dropout: float = 0.0
     method_kwargs: dict = field(default_factory=dict)
     origin: str | None = None
+    level: str = "parameters"
+    heads: str | None = None
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level {self.level!r}: choose one of {LEVELS}")
+        if self.heads not in HEADS:
+            raise ValueError(f"heads {self.heads!r}: choose one of {HEADS}")
+        if self.heads == "loss_scales" and self.level != "representation":
+            raise ValueError("heads='loss_scales' (IMTL's exp(s)) needs level='representation'")
 
     def record_fields(self) -> dict:
         """The spec as a record holds it: the fields of :data:`NEW_FIELDS` only when they
@@ -160,7 +192,9 @@ class RunSpec:
         if "weights" in self.method_kwargs:
             return f"fixed[{self.origin}]" if self.origin else "fixed"
         args = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.method_kwargs.items()))
-        return f"{self.method}({args})" if args else self.method
+        name = self.method + ("@z" if self.level == "representation" else "")
+        name += "" if self.heads is None else f"[heads={self.heads}]"
+        return f"{name}({args})" if args else name
 
     @property
     def label(self) -> str:
@@ -190,7 +224,7 @@ def _short(value) -> str:
 
 
 NEW_FIELDS = {"dataset": DEFAULT, "arch": None, "tiny": False, "tasks": None, "dropout": 0.0,
-              "method_kwargs": {}, "origin": None}
+              "method_kwargs": {}, "origin": None, "level": "parameters", "heads": None}
 """Fields of :class:`RunSpec` left out of its key and record at these defaults."""
 
 
@@ -237,7 +271,7 @@ def _placement(mesh: Mesh | None, batch_size: int):
     if mesh is None:
         return lambda batch: batch
     if batch_size % mesh.size:
-        raise ValueError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
+        raise UsageError(f"batch size {batch_size} cannot be split over {mesh.size} devices: "
                          "pick a batch size that is a multiple of --devices")
     return lambda batch: shard_batch(batch, mesh)
 
@@ -281,23 +315,67 @@ class _Steps:
         self.model = bench.model(data, spec.arch or bench.archs[0], spec.tiny, spec.dropout, spec.tasks)
         num_tasks = len(self.tasks)
         factor = lr_factor(spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), spec.lr)
+        kwargs = dict(spec.method_kwargs)
+        # lr_relation: the method's own parameters learn at the model's learning rate times it, as
+        # paper C's code: RotoGrad's rotations (scheduled as the model's), Auto-Lambda's weights
+        relation = kwargs.pop("lr_relation", None)
+        self.rotations = relation is not None and spec.method == "rotograd"
+        if self.rotations and spec.level != "representation":
+            raise ValueError("method_kwargs lr_relation (RotoGrad's rotations) needs level='representation'")
+        if relation is not None and not self.rotations:
+            kwargs["lr"] = spec.lr * relation
+        self.lr_at = (lambda count: spec.lr * float(factor(count))) if callable(factor) else (lambda count: spec.lr)
         if spec.stl_task is None:
-            owners = task_of if weights_heads(spec.method) else None
+            heads = spec.heads or ("weighted" if weights_heads(spec.method) else "plain")
+            owners = task_of if heads == "weighted" else None
             own = base_optimizer(spec.optimizer, spec.lr, factor=factor)
-            method, t = build_method(spec.method, num_tasks, spec.seed, optimizer=own, kwargs=spec.method_kwargs), num_tasks
+            method, t = build_method(spec.method, num_tasks, spec.seed, optimizer=own, kwargs=kwargs), num_tasks
             apply_fn, trained = self.model.apply, self.tasks
+            if self.rotations:
+                apply_fn = rotated(apply_fn, head_names(num_tasks))
         else:
-            method, t, owners = jaxmtl.linear(num_tasks=1), 1, None
+            method, t, owners, heads = jaxmtl.linear(num_tasks=1), 1, None, "plain"
             apply_fn, trained = _keep_outputs(self.model.apply, (spec.stl_task,)), (self.tasks[spec.stl_task],)
-        self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
-                                 task_of=owners, weight_decay=spec.weight_decay, factor=factor)
         # a method that reads the previous batch's losses at the current parameters (the registry's
         # optional_args: FAMO's "after" losses on the step's own batch, as its official code)
-        self.previous = (spec.stl_task is None
-                         and "prev_batch_losses" in registry.get(registry_name(spec.method)).optional_args)
-        self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
-                                          input_key=bench.input_key, probe=probe, previous_batch=self.previous)
-        self.eval = _eval_step(spec, data, self.model, self.tasks)
+        info = registry.get(registry_name(spec.method)) if spec.stl_task is None else None
+        self.previous = info is not None and "prev_batch_losses" in info.optional_args
+        # a method that learns from a held-out batch (Auto-Lambda: paper C draws it from validation)
+        self.held_out = info is not None and "val_grad" in info.extra_args
+        if spec.level == "representation":
+            if self.previous or self.held_out:
+                raise ValueError(f"{spec.method} reads another batch's losses: run it at the parameters")
+            self.tx = make_optimizer(spec.optimizer, spec.lr, optax.identity(), num_tasks=t,
+                                     weight_decay=spec.weight_decay, factor=factor)
+            weights = {"plain": None, "weighted": recorded_weights, "loss_scales": loss_scale_weights}[heads]
+            rotation_tx = None
+            if self.rotations:   # the official code: its own Adam group, no weight decay, the same schedule
+                rot_lr = spec.lr * relation
+                rotation_tx = base_optimizer(spec.optimizer, rot_lr, factor=lr_factor(
+                    spec.lr_schedule, spec.epochs, steps_per_epoch(spec, data), rot_lr))
+            self.init, self.train = make_representation_train_step(
+                apply_fn, method, self.tx, trained, module=REPRESENTATION_MODULE, input_key=bench.input_key,
+                head_weights=weights, probe=probe, rotation_tx=rotation_tx)
+        else:
+            self.tx = make_optimizer(spec.optimizer, spec.lr, method, num_tasks=t, shared=shared_mask,
+                                     task_of=owners, weight_decay=spec.weight_decay, factor=factor)
+            self.init = self.tx.init
+            if self.held_out:
+                self.train = make_held_out_train_step(apply_fn, self.tx, trained, shared=shared_mask,
+                                                      input_key=bench.input_key, probe=probe,
+                                                      weight_decay=spec.weight_decay)
+            else:
+                self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
+                                                  input_key=bench.input_key, probe=probe,
+                                                  previous_batch=self.previous)
+        self.eval = _eval_step(spec, data, self.model, self.tasks, self.rotations)
+
+    def start(self, params: Any, example: Any) -> tuple[Any, Any]:
+        """The run's initial ``(params, optimiser state)`` from the model's parameters (identity
+        rotations added for RotoGrad)."""
+        if self.rotations:
+            params = with_rotations(params, self.model.apply, example, REPRESENTATION_MODULE, len(self.tasks))
+        return params, self.init(params)
 
 
 _CACHE: "OrderedDict[str, Any]" = OrderedDict()
@@ -317,11 +395,13 @@ def _cached(key: list, data: Any, build: Callable[[], Any]) -> Any:
     return entry[1]
 
 
-def _eval_step(spec: RunSpec, data: Any, model, tasks):
-    """The evaluation step of the model of ``spec``: one for every run of that model and task set."""
+def _eval_step(spec: RunSpec, data: Any, model, tasks, rotations: bool = False):
+    """The evaluation step of the model of ``spec``: one for every run of that model and task set
+    (``rotations``: with RotoGrad's rotations before the heads)."""
     bench = get_dataset(spec.dataset)
-    key = ["eval", spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks]
-    return _cached(key, data, lambda: make_task_eval_step(model.apply, tasks, input_key=bench.input_key))
+    key = ["eval", spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks, rotations]
+    apply_fn = rotated(model.apply, head_names(len(tasks))) if rotations else model.apply
+    return _cached(key, data, lambda: make_task_eval_step(apply_fn, tasks, input_key=bench.input_key))
 
 
 def _steps(spec: RunSpec, data: Any, probe: Callable | None) -> _Steps:
@@ -364,6 +444,18 @@ def _probe_values(hooks: Sequence[Hook], value):
     return zip(probing, value if len(probing) > 1 else (value,))
 
 
+HELD_OUT_BATCH = 100
+"""The held-out batch of a method that learns from one (paper C's validation batch for Auto-Lambda)."""
+
+
+def held_out_batches(bench, split: Any, size: int, seed: int):
+    """Batches of ``size`` from ``split``, reshuffled each pass, without end (a resumed run starts
+    them over)."""
+    rng = np.random.default_rng([seed, 1])
+    while True:
+        yield from bench.batches(split, size, rng)
+
+
 def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] = (), mesh: Mesh | None = None,
               checkpoint_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Trains one run on ``data`` (data set ``spec.dataset`` of
@@ -399,7 +491,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     """
     bench = get_dataset(spec.dataset)
     if len(data.train) < spec.batch_size:
-        raise ValueError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
+        raise UsageError(f"{spec.dataset}: {len(data.train)} training examples, fewer than one batch of "
                          f"{spec.batch_size} (pass a smaller batch size)")
     probe = _combined_probe(hooks)
     steps = _steps(spec, data, probe)
@@ -409,7 +501,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     example = next(iter(bench.batches(data.train, 1)))[bench.input_key]
     variables = dict(steps.model.init(init_key, example))
     params, state = variables.pop("params"), variables
-    opt_state = steps.tx.init(params)
+    params, opt_state = steps.start(params, example)
     step = steps.train
     eval_batch = bench.eval_batch_size or spec.batch_size
     put = _placement(mesh, spec.batch_size)
@@ -422,6 +514,9 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
     # step (FAMO's first update has no "before" losses), and in the checkpoint
     previous = put(next(iter(bench.batches(data.train, spec.batch_size)))) if steps.previous else None
     ckpt = None if checkpoint_dir is None else RunCheckpoint(checkpoint_dir)
+    if steps.held_out and mesh is not None:
+        raise ValueError(f"{spec.method} learns from held-out batches: train it on one device")
+    held_out = held_out_batches(bench, data.val, min(HELD_OUT_BATCH, len(data.val)), spec.seed)
 
     def arrays():  # what a checkpoint holds (no "state" entry for models without one)
         return {"params": params, "opt_state": opt_state, "key": key, **({"state": state} if state else {}),
@@ -449,7 +544,10 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
                 hook.on_step(count, {"params": params, **state} if hook.variables else params, batch, sub)
             start_time = time.perf_counter()
             batch = put(batch)
-            out = step({"params": params, **state}, opt_state, batch, sub, *((previous,) if steps.previous else ()))
+            extra = (previous,) if steps.previous else ()
+            if steps.held_out:
+                extra = (next(held_out), jnp.float32(steps.lr_at(count)))
+            out = step({"params": params, **state}, opt_state, batch, sub, *extra)
             previous = batch if steps.previous else None
             variables, opt_state, loss = out[:3]
             params, state = split_variables(variables)
@@ -507,22 +605,61 @@ def run_grid(specs: list[RunSpec], data: Any, store: ResultStore, *, devices: in
     Each run without hooks checkpoints after every epoch under ``checkpoints/<run
     key>`` beside the store and resumes from there when the study is started again;
     the checkpoint goes once the run's record is in the store (a run with hooks starts
-    again: what its hooks collected is not in a checkpoint). ``devices`` as in
-    :func:`device_mesh`.
+    again: what its hooks collected is not in a checkpoint), and no empty folder stays.
+    ``devices`` as in :func:`device_mesh`.
+
+    Several processes may run grids on one store: a run is trained by the process
+    holding its lock (:class:`~jaxmtl.training.results.RunLock`, ``checkpoints/<key>.lock``);
+    another process says so in one line, trains its other runs first, then waits for
+    the run's record (and trains it itself if the owner died without one). Ctrl-C
+    drops the current run (its last epoch's checkpoint stays) and raises a
+    ``KeyboardInterrupt`` saying how many runs are done (printed by
+    :func:`experiments.cli.run_main`).
     """
     key = key or (lambda s: s.key)
-    todo = list({key(s): s for s in specs if key(s) not in store}.values())
+    unique = list({key(s): s for s in specs}.values())
+    todo = [s for s in unique if key(s) not in store]
     mesh = device_mesh(devices)
     print(f"{phase + ': ' if phase else ''}{len(specs)} runs, {len(specs) - len(todo)} already done in "
           f"{store.path}; data: {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test examples"
           f"{f'; {mesh.size} devices' if mesh is not None else ''}")
+    root = store.path.parent / "checkpoints"
     with tqdm(total=sum(steps_per_run(s, data) for s in todo), unit="step", dynamic_ncols=True) as bar:
-        for spec in todo:
-            bar.set_description(spec.label)
-            attached = hooks(spec) if hooks is not None else ()
-            directory = None if attached else store.path.parent / "checkpoints" / spec.key
-            record = train_run(spec, data, progress=bar, mesh=mesh, checkpoint_dir=directory, hooks=attached)
-            store.add({**record, "key": key(spec)})
-            if directory is not None:
-                shutil.rmtree(directory, ignore_errors=True)
+
+        def train(spec: RunSpec, wait: bool) -> bool:
+            lock = RunLock(root / f"{key(spec)}.lock")
+            if not lock.acquire():
+                if not wait:
+                    tqdm.write(f"{spec.label}: process {lock.owner()} is training it; "
+                               "training the other runs first")
+                    return False
+                tqdm.write(f"{spec.label}: waiting for process {lock.owner()}, which is training it")
+                lock.acquire(wait=True)
+            try:
+                store.refresh()
+                if key(spec) in store:   # trained by another process meanwhile
+                    bar.update(steps_per_run(spec, data))
+                    return True
+                bar.set_description(spec.label)
+                attached = hooks(spec) if hooks is not None else ()
+                directory = None if attached else root / spec.key
+                record = train_run(spec, data, progress=bar, mesh=mesh, checkpoint_dir=directory, hooks=attached)
+                store.add({**record, "key": key(spec)})
+                if directory is not None:
+                    shutil.rmtree(directory, ignore_errors=True)
+            finally:
+                lock.release()
+                remove_empty_parents(lock.path, root)
+            return True
+
+        try:
+            others = [spec for spec in todo if not train(spec, wait=False)]
+            for spec in others:
+                train(spec, wait=True)
+        except KeyboardInterrupt:
+            bar.close()
+            store.refresh()
+            done = sum(key(s) in store for s in unique)
+            raise KeyboardInterrupt(f"interrupted: {done} of {len(unique)} runs done in {store.path}; run the "
+                                    "same command again to resume (a cut run from its last finished epoch)") from None
     return [store.get(key(s)) for s in specs]

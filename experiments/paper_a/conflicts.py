@@ -61,7 +61,7 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import study_data, study_parser  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
 from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
@@ -290,4 +290,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -72,7 +72,7 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
@@ -423,4 +423,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -41,7 +41,7 @@ import optax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import study_parser  # noqa: E402
+from experiments.cli import run_main, study_parser  # noqa: E402
 from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
 from jaxmtl.analysis import relative_difference  # noqa: E402
 from jaxmtl.models import apply_toy, init_toy, shared_mask, task_of  # noqa: E402
@@ -240,4 +240,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -59,7 +59,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
 from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402
@@ -412,4 +412,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -496,4 +496,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.cli import run_main
+    raise SystemExit(run_main(main))

@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import study_data, study_parser, with_overrides
+from experiments.cli import run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DEFAULT
 from experiments.paper_b import analysis as pb
 from experiments.paper_b.report import METHOD_LABELS, plot, summarize
@@ -224,4 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

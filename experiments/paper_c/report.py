@@ -33,7 +33,8 @@ PAPER_ABOVE_UNIFORM = (10, 15)
 
 
 def label(method: str) -> str:
-    return registry.get(method).label
+    """The method's name in the tables (RotoGrad: its scaling and, in this study, its rotations)."""
+    return "RotoGrad" if method == "rotograd" else registry.get(method).label
 
 
 def problem_of(spec: dict, task_sets: dict) -> str:

@@ -40,14 +40,21 @@ statistic (mean over tasks of ``cos(g_t, mean_s g_s)`` on the shared encoder), a
 
 Methods as paper C runs them: UW in Kendall et al.'s per-task form (``eta + L
 e^{-2 eta}`` for a classification, ``eta + L e^{-2 eta} / 2`` for a reconstruction)
-with ``eta`` trained by the model's Adam; IMTL's loss scales by Adam at the run's
-learning rate; FAMO's "after" losses on the step's own batch (``prev_batch_losses``);
-Nash-MTL's shared update clipped at norm 1; RLW (Normal and Dirichlet), SI, GradDrop.
-Departures, stated in the summary: IMTL, MGDA-UB and GradDrop act on the encoder
-parameters' gradients, not on the 50-d representation's; IMTL's and Nash-MTL's heads
-get their plain gradient (paper C: weighted by ``exp(s)`` / ``alpha``); RotoGrad is
-its scaling part (no rotations) and Auto-Lambda (held-out gradients, its own step)
-is not run; the partner of a canvas item is drawn from the seed (paper C ships index
+with ``eta`` trained by the model's Adam; IMTL, MGDA-UB (loss+ normalisation) and
+GradDrop on the gradients of the 50-d representation, not of the encoder's
+parameters (:data:`AT_REPRESENTATION`, :mod:`jaxmtl.training.representation`), IMTL's
+heads weighted by ``exp(s_t)`` and its loss scales by Adam at the run's learning
+rate, GradDrop's signs through the activation with one draw per feature and the
+official rescaling; Nash-MTL's shared update clipped at norm 1 and its heads
+weighted by ``alpha``; FAMO's "after" losses on the step's own batch
+(``prev_batch_losses``); RLW (Normal and Dirichlet), SI; all 16 of paper C's methods.
+RotoGrad (:func:`jaxmtl.training.representation.rotated`): its magnitude scaling and
+its rotations of the 50-d representation, trained by their own Adam. Auto-Lambda
+(:mod:`jaxmtl.training.held_out`): its weights start at 0.1 and move before each step
+by the official finite-difference meta-gradient of a validation batch of 100 after a
+virtual step at the model's current learning rate, with their own Adam at the model's
+learning rate times ``lr_relation`` (paper C's grid {1e3, ..., 1e-3}).
+Departures, stated in the summary: the partner of a canvas item is drawn from the seed (paper C ships index
 files); items default to Fashion-MNIST (offline here; ``--source mnist --data-dir``).
 
 Presets: ``paper`` is paper C's Multi-MNIST grid (lr in {0.01, 0.0075, 0.005, 0.0025,
@@ -60,8 +67,9 @@ step time at batch 256 over an assumed 50x GPU speed-up). On Cityscapes and QM9
 batch, epochs and learning-rate x weight-decay grids, QM9's ReduceLROnPlateau), on
 the final Cityscapes benchmark (segmentation, disparity, instance offsets) and the 11
 QM9 targets; the Cityscapes complexity ladder of paper C's Fig. 3b is not built. ``quick`` (CPU:
-about 40 minutes on 2 cores) reduces the data (1536/1000/2000 canvases), the
-epochs (8), the method set (6), the grid (4 learning rates, no dropout: every
+about 45 minutes on 2 idle cores, about 180 runs) reduces the data (768/600/1000
+canvases), the epochs (16, enough for most runs to peak before the last), the
+method set (6), the grid (3 learning rates, extended at its edges; no dropout: every
 configuration paper C chose on CL+RR has dropout 0), the seeds (2 + 1) and the
 problems (the three pairs); ``tiny`` is the tests'.
 
@@ -75,12 +83,13 @@ import itertools
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import study_data, study_parser, with_overrides
+from experiments.cli import run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -102,26 +111,31 @@ PAPER_LRS = [0.01, 0.0075, 0.005, 0.0025, 0.001, 0.00075, 0.0005]
 PAPER_DROPOUTS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
 PAPER_METHODS = {
     "mean": {}, "uncertainty": {}, "mgda_loss_plus": {}, "pcgrad": {}, "graddrop": {},
-    "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {},
+    "edm": {}, "imtl": {}, "cagrad": {"c": [0.2, 0.5, 0.8]}, "rotograd": {"lr_relation": [5.0, 1.0, 0.5, 0.1]},
     "nash_mtl": {}, "scale_invariant": {}, "rlw": {}, "rlw_dirichlet": {}, "cdtt": {"alpha": [0.2, 0.4, 0.6, 0.8, 1.0]},
     "famo": {"gamma": [1e-2, 1e-3, 1e-4]},
+    "auto_lambda": {"lr_relation": [1e3, 1e2, 10.0, 1.0, 0.1, 0.01, 1e-3]},
 }
 """Paper C's Multi-MNIST methods (registry names) and their grids."""
-SCREENED = {"mean", "cagrad", "cdtt", "edm", "famo", "imtl", "nash_mtl", "rotograd"}
+SCREENED = {"mean", "cagrad", "cdtt", "edm", "famo", "imtl", "nash_mtl", "rotograd", "auto_lambda"}
 """The methods paper C carries past CL+RR, its screening problem (``scripts/mnist/multi_task_smto_best.sh``:
-GradDrop, MGDA-UB, PCGrad, RLW, SI and UW are run on CL+RR only; Auto-Lambda, not run here, is kept)."""
+GradDrop, MGDA-UB, PCGrad, RLW, SI and UW are run on CL+RR only)."""
 QUICK_METHODS = {"mean": {}, "uncertainty": {}, "imtl": {}, "cagrad": {"c": [0.5]}, "nash_mtl": {},
                  "famo": {"gamma": [1e-3]}}
+"""``quick``'s methods: Unit. Scal., four SMTOs paper C's Table 3 puts above it on CL+RR (CAGrad -2.14,
+IMTL -2.24, FAMO -2.67, Nash-MTL -3.06 vs -8.95 delta-m) and UW, which it screens out."""
 PAPER_PROBLEMS = ["CL+RR", "CL+CR", "RL+RR"]
 EMA_BETA = 0.9
 """The EMA of paper C's fixed weights."""
 PRESETS = {
     "tiny": dict(data=dict(n_train=64, n_val=32, n_test=32), epochs=2, batch_size=16, seeds=[0, 1], val_seeds=1,
-                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}}, lrs=[1e-3], dropouts=[0.0],
+                 problems=["CL+RR"], methods={"mean": {}, "imtl": {}, "rotograd": {"lr_relation": [1.0]},
+                                                "auto_lambda": {"lr_relation": [1.0]}},
+                 lrs=[1e-3], dropouts=[0.0],
                  weight_decays=[0.0], fixed_from=1, every=2, extend=0),
-    "quick": dict(data=dict(n_train=1536, n_val=1000, n_test=2000), epochs=8, batch_size=64, seeds=[0, 1, 2],
-                  val_seeds=2, problems=PAPER_PROBLEMS, methods=QUICK_METHODS, lrs=[0.005, 0.0025, 0.001, 0.0005],
-                  dropouts=[0.0], weight_decays=[0.0], fixed_from=1, every=8, extend=2),
+    "quick": dict(data=dict(n_train=768, n_val=600, n_test=1000), epochs=16, batch_size=64, seeds=[0, 1, 2],
+                  val_seeds=2, problems=PAPER_PROBLEMS, methods=QUICK_METHODS, lrs=[0.005, 0.0025, 0.001],
+                  dropouts=[0.0], weight_decays=[0.0], fixed_from=1, every=12, extend=2),
     "paper": dict(data=dict(), epochs=100, batch_size=256, seeds=list(range(10)), val_seeds=5,
                   problems=PAPER_PROBLEMS, methods=PAPER_METHODS, lrs=PAPER_LRS, dropouts=PAPER_DROPOUTS,
                   weight_decays=[0.0], fixed_from=1, every=100, extend=0, screen=("CL+RR", SCREENED)),
@@ -131,9 +145,15 @@ PRESETS = {
 
 def interference(task_grads, params) -> jax.Array:
     """Paper C's interference statistic: ``mean_t cos(g_t, mean_s g_s)`` over the shared
-    parameters (the stacked leaves of ``task_grads``, :func:`jaxmtl.value_and_jacobian`)."""
-    mask = jax.tree.leaves(resolve_mask(shared_mask, params))
-    rows = [g.reshape(g.shape[0], -1) for m, g in zip(mask, jax.tree.leaves(task_grads)) if m]
+    parameters (the stacked leaves of ``task_grads``, :func:`jaxmtl.value_and_jacobian`), or
+    over the representation for a method that acts there (``task_grads`` is then
+    ``{"encoder": J_z}``, :mod:`jaxmtl.training.representation`)."""
+    leaves = jax.tree.leaves(task_grads)
+    if jax.tree.structure(task_grads) == jax.tree.structure(params):
+        mask = jax.tree.leaves(resolve_mask(shared_mask, params))
+    else:
+        mask = [True] * len(leaves)
+    rows = [g.reshape(g.shape[0], -1) for m, g in zip(mask, leaves) if m]
     jac = jnp.concatenate(rows, axis=1)
     mean = jnp.mean(jac, axis=0)
     cos = jac @ mean / (jnp.linalg.norm(jac, axis=1) * jnp.linalg.norm(mean) + 1e-20)
@@ -169,19 +189,39 @@ UW_FORMS = {M.cross_entropy: (2.0, 1.0), M.pixel_cross_entropy: (2.0, 1.0), M.bi
 a squared error ``eta + L e^{-2 eta} / 2``, an L1 loss ``eta + L e^{-eta}``."""
 
 
-def official_kwargs(method: str, tasks: tuple[Task, ...], lr: float) -> dict:
-    """A method's settings as paper C's code runs it (beside its grid): UW in the per-task
-    form (:data:`UW_FORMS`) with ``eta`` trained by the model's optimiser; IMTL's loss
-    scales by Adam at the run's learning rate."""
+AT_REPRESENTATION = {"imtl": ("loss_scales", {}), "mgda_loss_plus": ("plain", {}),
+                     "graddrop": ("plain", {"reduce_axes": 1, "input_sign": True, "renormalize": True}),
+                     "rotograd": ("plain", {})}
+"""The methods paper C's code applies to the gradients of the 50-d representation (not of the encoder's
+parameters), with the heads' rule and the settings of its ``optimizers/``: IMTL's heads weighted by
+``exp(s_t)``; MGDA-UB's, GradDrop's and RotoGrad's given the plain sum; GradDrop's signs read through
+the activation, one draw per feature over the batch, the kept sum rescaled to the plain sum's norm;
+RotoGrad with its rotations of the whole representation (``lr_relation``: their learning rate over
+the model's, paper C's grid {5, 1, 0.5, 0.1}; no weight decay)."""
+HEADS_WEIGHTED = {"nash_mtl"}
+"""Aggregators whose heads paper C's code weights by the method's weights (Nash-MTL's ``alpha``)."""
+
+
+def official_settings(method: str, tasks: tuple[Task, ...], lr: float) -> tuple[dict, dict]:
+    """A method's settings as paper C's code runs it (beside its grid): ``(method_kwargs,
+    RunSpec fields)``. UW in the per-task form (:data:`UW_FORMS`) with ``eta`` trained by
+    the model's optimiser; IMTL's loss scales by Adam at the run's learning rate; the
+    placements of :data:`AT_REPRESENTATION` and :data:`HEADS_WEIGHTED`."""
+    kwargs, fields = {}, {}
     if method == "uncertainty":
         unknown = [t.name for t in tasks if t.loss not in UW_FORMS]
         if unknown:
             raise ValueError(f"UW's per-task form has no rule for the losses of tasks {unknown}")
         forms = [UW_FORMS[t.loss] for t in tasks]
-        return {"powers": [p for p, _ in forms], "divisors": [f for _, f in forms], "optimizer": MODEL_OPTIMIZER}
+        kwargs = {"powers": [p for p, _ in forms], "divisors": [f for _, f in forms], "optimizer": MODEL_OPTIMIZER}
     if method == "imtl":
-        return {"lr": lr}
-    return {}
+        kwargs = {"lr": lr}
+    if method in AT_REPRESENTATION:
+        heads, more = AT_REPRESENTATION[method]
+        kwargs, fields = {**kwargs, **more}, {"level": "representation", "heads": heads}
+    if method in HEADS_WEIGHTED:
+        fields = {"heads": "weighted"}
+    return kwargs, fields
 
 
 def specs_at(cfg: dict, seeds, lrs, **fields) -> list[RunSpec]:
@@ -192,8 +232,9 @@ def specs_at(cfg: dict, seeds, lrs, **fields) -> list[RunSpec]:
     tasks = cfg["bench"].tasks(cfg["loaded"], fields["tasks"])
     out = []
     for lr, d, wd, seed in itertools.product(lrs, cfg["dropouts"], cfg["weight_decays"], seeds):
-        kwargs = {**grid, **official_kwargs(fields["method"], tasks, lr)} if fields["method"] != "stl" else {}
-        out.append(RunSpec(lr=lr, dropout=d, weight_decay=wd, seed=seed, method_kwargs=kwargs, **common, **fields))
+        kwargs, placement = official_settings(fields["method"], tasks, lr) if fields["method"] != "stl" else ({}, {})
+        out.append(RunSpec(lr=lr, dropout=d, weight_decay=wd, seed=seed, method_kwargs={**grid, **kwargs},
+                           **common, **fields, **placement))
     return out
 
 
@@ -229,7 +270,7 @@ def extension_specs(cfg: dict, best: dict) -> list[RunSpec]:
         if len(tried) < 2 or lr not in (tried[0], tried[-1]):
             continue
         past = lr * 2 if lr == tried[-1] else lr / 2
-        official = official_kwargs(method, cfg["bench"].tasks(cfg["loaded"], tuple(spec["tasks"])), lr)
+        official, _ = official_settings(method, cfg["bench"].tasks(cfg["loaded"], tuple(spec["tasks"])), lr)
         grid = {k: v for k, v in spec.get("method_kwargs", {}).items() if k not in official}
         specs += specs_at(cfg, val_seeds(cfg), [past], tasks=tuple(spec["tasks"]), method=method, method_kwargs=grid)
     return specs
@@ -258,8 +299,37 @@ def fixed_specs(best: dict, cfg: dict) -> list[RunSpec]:
             first = min(c["runs"], key=lambda r: r["spec"]["seed"])
             w = fixed_weights(first)
             specs += [RunSpec.from_record(first["spec"], seed=seed, method="ew", method_kwargs={"weights": w},
-                                          origin=f"{first['spec']['method']}/FwLe0.9") for seed in cfg["seeds"]]
+                                          origin=f"{first['spec']['method']}/FwLe0.9", level="parameters",
+                                          heads=None) for seed in cfg["seeds"]]
     return specs
+
+
+def run_protocol(cfg: dict, run: Callable[[list[RunSpec], str], list[dict]]) -> tuple[list[dict], int]:
+    """Steps 1-5 of the protocol on ``cfg`` (a preset with its data and task sets), each phase's
+    runs trained (or read) by ``run(specs, phase) -> records``; returns the records and how
+    many runs the protocol asked for (more than the records when some are missing)."""
+    specs = grid_specs(cfg)
+    records, wanted = run(specs, "grid"), len(specs)
+    # the single-task references: their best configurations on the other seeds too
+    stl_more = [RunSpec.from_record(runs[0]["spec"], seed=seed)
+                for runs in stl_configurations(records, val_seeds(cfg)).values() for seed in cfg["seeds"][cfg["val_seeds"]:]]
+    wanted += len(stl_more)
+    records += run(stl_more, "single-task repeats")
+    base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
+    best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
+    for _ in range(cfg["extend"]):
+        more = extension_specs(cfg, best)
+        if not more:
+            break
+        wanted += len(more)
+        records += run(more, "grid extension")
+        best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
+    for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
+                                     for seed in cfg["seeds"][cfg["val_seeds"]:]]),
+                        ("fixed weights", fixed_specs(best, cfg))):
+        wanted += len(more)
+        records += run(more, phase)
+    return records, wanted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                + ("" if args.dataset == WITH_PROBLEMS[0] else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    train, wanted = not args.report_only, 0
+    train = not args.report_only
     key = lambda s: f"{s.key}-every{cfg['every']}"   # noqa: E731 (the trace's spacing shapes the record)
 
     def run(specs, phase):
@@ -310,28 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_grid(specs, data, store, key=key, hooks=lambda s: [Trace(cfg["every"])], phase=phase)
         return [store.get(key(s)) for s in specs if key(s) in store]
 
-    specs = grid_specs(cfg)
-    records = run(specs, "grid")
-    # the single-task references: their best configurations on the other seeds too
-    stl_more = [RunSpec.from_record(runs[0]["spec"], seed=seed)
-                for runs in stl_configurations(records, val_seeds(cfg)).values() for seed in cfg["seeds"][cfg["val_seeds"]:]]
-    wanted += len(stl_more)
-    records += run(stl_more, "single-task repeats")
-    base_val, _ = stl_baselines(records, rule="config_mean", choose_seeds=val_seeds(cfg))
-    best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
-    for _ in range(cfg["extend"]):
-        more = extension_specs(cfg, best)
-        if not more:
-            break
-        wanted += len(more)
-        records += run(more, "grid extension")
-        best = best_configs(records, base_val, val_seeds(cfg), cfg["task_sets"])
-    for phase, more in (("repeats", [RunSpec.from_record(c["runs"][0]["spec"], seed=seed) for c in best.values()
-                                     for seed in cfg["seeds"][cfg["val_seeds"]:]]),
-                        ("fixed weights", fixed_specs(best, cfg))):
-        wanted += len(more)
-        records += run(more, phase)
-    missing = len(specs) + wanted - len(records)
+    records, wanted = run_protocol(cfg, run)
+    missing = wanted - len(records)
     text, figures = report(records, cfg)
     header = (f"# Study C: uniform loss vs specialized optimizers on {bench.title} (preset `{args.preset}`)\n\n"
               f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"
@@ -353,4 +403,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

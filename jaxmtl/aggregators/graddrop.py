@@ -26,8 +26,8 @@ class GradDropState(NamedTuple):
 
 @register("graddrop", "GradDrop", "coordinate", "Chen et al. 2020", random=True, permutation="distribution",
           one_task_identity=True)
-def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
-             num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
+def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int = 0, input_sign: bool = False,
+             renormalize: bool = False, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradDrop: drop each coordinate's gradients of the minority sign, at random.
 
     Chen et al. (2020), "Just Pick a Sign: Optimizing Deep Multitask Models with
@@ -44,9 +44,24 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
     update (so the step is skipped, see :mod:`jaxmtl.protocol`), with or without
     ``jit``.
 
+    Paper C's placement (its official ``optimizers/graddrop.py``, on the gradients
+    with respect to a ``(batch, features)`` representation, see
+    :func:`jaxmtl.training.representation.make_representation_train_step`) is
+    ``reduce_axes=1, input_sign=True, renormalize=True``: the signs are read from
+    ``g_t * sign(z)`` (the activation's sign, 0 where ``|z| <= 1e-7``), summed over the
+    batch for one purity and one draw per feature, and the kept sum is rescaled to
+    the norm of the plain sum.
+
     Args:
       leak: the fraction of every gradient always kept, a scalar or one per task
         in [0, 1], ``0.0``.
+      reduce_axes: how many leading axes of each gradient (after the task axis) are
+        summed before the purity (a batch: one draw per remaining coordinate,
+        broadcast over them), ``0``.
+      input_sign: multiply each gradient by the sign of the ``params`` argument of
+        ``update`` (the activations, in a representation step) before reading signs,
+        ``False``.
+      renormalize: rescale each leaf's update to the norm of ``sum_t g_t``, ``False``.
       seed: seed of the PRNG key kept in the state (split at every update).
       num_tasks: when given, the task count is checked.
 
@@ -55,29 +70,46 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0,
     """
     check("leak", leak, lambda v: (v >= 0) & (v <= 1), "in [0, 1] (a scalar or one per task)")
     t_fixed = task_count(num_tasks, "graddrop")
+    if isinstance(reduce_axes, bool) or not isinstance(reduce_axes, int) or reduce_axes < 0:
+        raise ValueError(f"graddrop: reduce_axes must be an int >= 0, got {reduce_axes!r}")
 
     def init_fn(params):
         del params
         return GradDropState(jax.random.PRNGKey(seed), None, no_skips())
 
-    def update_fn(task_grads, state, *, t, **_):
+    def update_fn(task_grads, state, params=None, *, t, **_):
         lk = jnp.asarray(leak, jnp.float32)
         if lk.ndim > 1 or lk.size not in (1, t):
             raise ValueError(f"leak has shape {lk.shape}: give a scalar or one value per task ({t})")
         lk = jnp.broadcast_to(jnp.reshape(lk, (-1,)), (t,))
+        if input_sign and params is None:
+            raise ValueError("graddrop(input_sign=True) reads the activations' signs from update's params "
+                             "argument; none was given")
         key, sub = jax.random.split(state.key)
         leaves, treedef = jax.tree.flatten(task_grads)
+        inputs = jax.tree.leaves(params) if input_sign else [None] * len(leaves)
+        if len(inputs) != len(leaves):
+            raise ValueError(f"graddrop(input_sign=True): params has {len(inputs)} leaves, the gradients {len(leaves)}")
         out = []
-        for g, k in zip(leaves, jax.random.split(sub, len(leaves))):
+        for g, x, k in zip(leaves, inputs, jax.random.split(sub, len(leaves))):
+            if g.ndim <= reduce_axes:
+                raise ValueError(f"graddrop: reduce_axes={reduce_axes} needs gradients with more than "
+                                 f"{reduce_axes} axes after the task axis, got shape {g.shape[1:]}")
             gf = g.astype(jnp.float32)
-            total, mass = jnp.sum(gf, axis=0), jnp.sum(jnp.abs(gf), axis=0)
+            signed = gf if x is None else gf * jnp.where(jnp.abs(x) > 1e-7, jnp.sign(x), 0.0).astype(jnp.float32)
+            axes = tuple(range(reduce_axes + 1))
+            total, mass = jnp.sum(signed, axis=axes), jnp.sum(jnp.abs(signed), axis=axes)
             purity = 0.5 * (1.0 + total / jnp.where(mass > 0, mass, 1.0))
             u = jax.random.uniform(k, purity.shape)
-            keep = ((purity > u) & (gf > 0)) | ((purity < u) & (gf < 0))
+            keep = ((purity > u) & (signed > 0)) | ((purity < u) & (signed < 0))
             coef = lk.reshape((t,) + (1,) * (gf.ndim - 1))
             d = jnp.sum(jnp.where(keep, 1.0, coef) * gf, axis=0)
+            plain = jnp.sum(gf, axis=0)
+            if renormalize:
+                norm_d = jnp.linalg.norm(d)
+                d = d * jnp.linalg.norm(plain) / jnp.where(norm_d > 0, norm_d, 1.0)
             # a non-finite coordinate must not be masked away (XLA may fold 0 * nan to 0)
-            d = jnp.where(jnp.isfinite(total), d, total)
+            d = jnp.where(jnp.isfinite(plain), d, plain)
             out.append(d.astype(update_dtype(g.dtype)))
         return jax.tree.unflatten(treedef, out), state._replace(key=key)
 

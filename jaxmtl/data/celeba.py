@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from jaxmtl.data.checks import data_error
 from jaxmtl.data.dense import DenseDataset, DenseSplit, resize_bilinear
 
 ATTRIBUTES = (
@@ -55,7 +56,9 @@ def load_celeba(data_dir: str | os.PathLike | None = None, *, manual_dir: str | 
     """CelebA's official splits as a :class:`DenseDataset` with the 40 attribute tasks.
 
     ``data_dir``: tfds's data directory; ``manual_dir``: the folder of the
-    manually downloaded files. Raises ``FileNotFoundError`` saying how to get them.
+    manually downloaded files. Raises ``FileNotFoundError`` saying how to get them, and
+    :class:`~jaxmtl.data.checks.DataError` when a split's first record is not CelebA's
+    (:func:`check_source`).
     """
     import tensorflow_datasets as tfds
 
@@ -68,4 +71,20 @@ def load_celeba(data_dir: str | os.PathLike | None = None, *, manual_dir: str | 
         where = f"manual_dir={manual_dir}" if manual_dir else "no manual_dir given"
         raise FileNotFoundError(f"tfds could not prepare 'celeb_a' (data_dir={data_dir}, {where}): "
                                 f"{err}\n{HOW_TO_GET}") from None
+    for name, split in zip(("train", "validation", "test"), splits):
+        check_source(f"tfds celeb_a/{name} (data_dir={data_dir})", split.examples.source)
     return DenseDataset(*splits, tasks=ATTRIBUTES, num_classes=2)
+
+
+def check_source(where: str, source) -> None:
+    """A ``celeb_a`` source holds records, its first one an RGB ``uint8 (H, W, 3)`` image and
+    the 40 :data:`ATTRIBUTES`; :class:`~jaxmtl.data.checks.DataError` otherwise."""
+    if not len(source):
+        raise data_error(where, "CelebA records", "none")
+    ex = source[0]
+    image = np.asarray(ex["image"])
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise data_error(where, "uint8 RGB images (H, W, 3)", f"{image.dtype} {image.shape}")
+    missing = [a for a in ATTRIBUTES if a not in ex["attributes"]]
+    if missing:
+        raise data_error(where, f"the {len(ATTRIBUTES)} attributes", f"none of {', '.join(missing)}")

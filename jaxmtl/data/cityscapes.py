@@ -61,7 +61,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxmtl.data.dense import (DenseDataset, DenseSplit, Resized, find_root, held_out, numbered_files, read_numpy_split,
+from jaxmtl.data.checks import DataError, check_shape, data_error
+from jaxmtl.data.dense import (DenseDataset, DenseSplit, Resized, find_root, held_out, numbered_files, read_numpy_splits,
                                resize_example, standardise)
 
 ENV_VAR = "JAXMTL_CITYSCAPES_DIR"
@@ -178,6 +179,20 @@ class NumpyExamples(Resized):
         return _with_offsets(resize_example(standardise(ex), self.size))
 
 
+def check_tfds_record(seg, disparity) -> None:
+    """A ``semantic_segmentation`` record holds an RGB image and a label-id map of its size,
+    its ``stereo_disparity`` record (if any) a disparity map of that size too; otherwise
+    :class:`~jaxmtl.data.checks.DataError` naming the record."""
+    where = f"tfds cityscapes record {_id(seg)}"
+    image, labels = np.asarray(seg["image_left"]), np.asarray(seg["segmentation_label"])
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise data_error(where, "an RGB image (H, W, 3)", f"shape {image.shape}")
+    hw = image.shape[:2]
+    check_shape(where, labels.shape, [(*hw, 1), hw], "label ids for its image")
+    if disparity is not None:
+        check_shape(where, decode_disparity(disparity["disparity_map"]).shape, [(*hw, 1)], "disparities for its image")
+
+
 class TfdsExamples(Sequence):
     """Examples joined from the ``semantic_segmentation`` and ``stereo_disparity`` sources (and,
     for the instance task, the ``gtFine_instanceIds`` PNGs under ``instance_dir``)."""
@@ -204,6 +219,9 @@ class TfdsExamples(Sequence):
                     f"{len(self.instance_files)} are missing under {instance_dir}, e.g. {missing[0]}")
         self.seg, self.disparity, self.size, self.tasks = seg, disparity, size, tuple(tasks)
         self.table = LABEL_TO_7 if classes == 7 else LABEL_TO_19
+        if self.pairs:
+            i, j = self.pairs[0]
+            check_tfds_record(seg[i], None if j is None else disparity[j])
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -273,7 +291,10 @@ def load_cityscapes(data_dir: str | os.PathLike | None = None, *, classes: int =
     ``manual_dir`` the folder of the official zips and ``gtfine_dir`` the
     unzipped ``gtFine`` folder (instance task only; default ``<manual_dir>/gtFine``).
     Raises ``FileNotFoundError`` (what is missing, where, how to get it) when the
-    data are absent, ``ValueError`` when ``instance`` is requested without its files.
+    data are absent, ``ValueError`` when ``instance`` is requested without its files,
+    and, for the NumPy layout, :class:`~jaxmtl.data.checks.DataError` naming a file
+    that fails the up-front checks (:func:`jaxmtl.data.dense.check_numpy_split`: a
+    label map not of the image's size, class ids outside ``0 .. classes - 1`` and -1).
     """
     tasks = _check_tasks(tasks)
     if classes not in (7, 19):
@@ -284,14 +305,13 @@ def load_cityscapes(data_dir: str | os.PathLike | None = None, *, classes: int =
         root = find_root(data_dir, ENV_VAR, DEFAULT_DIR)
         fields = {"image": "image", "segmentation": f"label_{classes}", "depth": "depth"}
         fields = {k: v for k, v in fields.items() if k == "image" or k in tasks}
-        splits = [read_numpy_split(root, split, fields, HOW_TO_GET) for split in ("train", "val")]
         if "instance" in tasks:
             for split in ("train", "val"):
                 directory = root / split / "instance"
-                if not (directory.is_dir() and numbered_files(directory)):
+                if (root / split / "image").is_dir() and not (directory.is_dir() and numbered_files(directory)):
                     raise _no_instance(f"no {directory}/<i>.npy files", str(root))
             fields["instance"] = "instance"
-            splits = [read_numpy_split(root, split, fields, HOW_TO_GET) for split in ("train", "val")]
+        splits = read_numpy_splits(root, ("train", "val"), fields, HOW_TO_GET, classes)
         train, test = (DenseSplit(NumpyExamples(s.examples, tuple(size))) for s in splits)
     elif source == "tfds":
         if "instance" in tasks:
@@ -303,7 +323,7 @@ def load_cityscapes(data_dir: str | os.PathLike | None = None, *, classes: int =
                 raise _no_instance(f"no folder {missing[0]}", str(gtfine_dir))
         try:
             train, test = _tfds_splits(manual_dir, data_dir, classes, tuple(size), tasks, gtfine_dir)
-        except InstanceUnavailable:
+        except (InstanceUnavailable, DataError):
             raise
         except Exception as err:  # no zips, failed preparation: say how to get the data
             where = f"manual_dir={manual_dir}" if manual_dir else "no manual_dir given"

@@ -26,6 +26,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxmtl.data.checks import check_class_ids, check_range, check_shape, data_error, missing_list
+
 SCALES = (1.0, 1.2, 1.5)
 """Random-scale factors of MTAN/Auto-Lambda's ``RandomScaleCrop``."""
 
@@ -99,30 +101,92 @@ class DenseDataset:
 
 
 def numbered_files(directory: Path) -> list[Path]:
-    """``directory``'s ``<i>.npy`` files in numeric order; ``ValueError`` if the numbers have gaps."""
+    """``directory``'s ``<i>.npy`` files in numeric order; ``FileNotFoundError`` naming the
+    missing numbers when they have gaps."""
     found = {int(m.group(1)): p for p in directory.glob("*.npy") if (m := re.fullmatch(r"(\d+)\.npy", p.name))}
-    if sorted(found) != list(range(len(found))):
-        raise ValueError(f"{directory}: expected files 0.npy .. {len(found) - 1}.npy without gaps")
+    gaps = sorted(set(range(max(found, default=-1) + 1)) - set(found))
+    if gaps:
+        raise FileNotFoundError(missing_list(_names(gaps), directory))
     return [found[i] for i in range(len(found))]
 
 
-def read_numpy_split(root: Path, split: str, fields: dict[str, str], how_to_get: str) -> DenseSplit:
-    """The ``<root>/<split>/<field>/<i>.npy`` files of ``fields`` (batch key -> folder name).
+def _names(numbers) -> list[str]:
+    """``<i>.npy`` names, a long run of them shortened to its ends."""
+    names = [f"{i}.npy" for i in numbers]
+    return names if len(names) <= 6 else [*names[:3], f"... ({len(names) - 6} more)", *names[-3:]]
 
-    Raises ``FileNotFoundError`` naming the missing folder and ``how_to_get``, and
-    ``ValueError`` when the folders hold different numbers of files.
+
+LAYOUTS = {
+    "image": lambda h, w: [(h, w, 3), (3, h, w)],
+    "segmentation": lambda h, w: [(h, w), (h, w, 1)],
+    "depth": lambda h, w: [(h, w), (h, w, 1)],
+    "normals": lambda h, w: [(h, w, 3), (3, h, w)],
+    "instance": lambda h, w: [(h, w), (h, w, 1), (h, w, 2), (2, h, w)],
+}
+"""The shapes a field's file may have in an example whose image is ``H x W`` (batch key -> shapes)."""
+RANGES = {"image": (0.0, 1.0, "pixel values"), "depth": (0.0, np.inf, "depths"),
+          "normals": (-1.001, 1.001, "normal components")}
+"""The value ranges of the fields checked in their first and last files."""
+
+
+def _header(path: Path) -> np.ndarray:
+    """``path`` mapped, not read (its shape and dtype); :class:`DataError` when it is no ``.npy`` array."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise data_error(path, "a NumPy .npy array", f"{type(err).__name__}: {err}") from None
+
+
+def check_numpy_split(columns: dict[str, list[Path]], classes: int | None) -> None:
+    """Checks the files of a split up front: every file an array of a shape of :data:`LAYOUTS`
+    for its example's image size, ``segmentation`` files (all of them) class ids ``0 ..
+    classes - 1`` or -1, the first and last files of the fields of :data:`RANGES` in range.
+    Raises :class:`~jaxmtl.data.checks.DataError` naming the first file that fails."""
+    for i, image in enumerate(columns["image"]):
+        shape = _header(image).shape
+        channels_first = len(shape) == 3 and shape[0] == 3 and shape[-1] != 3
+        h, w = (shape[1:] if channels_first else shape[:2]) if len(shape) == 3 else (None, None)
+        check_shape(image, shape, [(h, w, 3), (3, h, w)] if h else [("H", "W", 3)], "an image")
+        for key, files in columns.items():
+            if key != "image":
+                check_shape(files[i], _header(files[i]).shape, LAYOUTS[key](h, w), f"{key} for the image {image}")
+    for key, files in columns.items():
+        if key == "segmentation" and classes is not None:
+            for f in files:
+                check_class_ids(f, np.load(f), classes, ignore=-1)
+        elif key in RANGES:
+            for f in {files[0], files[-1]}:
+                check_range(f, np.load(f), *RANGES[key])
+
+
+def read_numpy_splits(root: Path, splits: Sequence[str], fields: dict[str, str], how_to_get: str,
+                      classes: int | None = None) -> list[DenseSplit]:
+    """The ``<root>/<split>/<field>/<i>.npy`` files of ``fields`` (batch key -> folder name)
+    for each of ``splits``, checked up front (:func:`check_numpy_split`).
+
+    Raises ``FileNotFoundError`` with ``how_to_get`` when none of the folders is there,
+    naming just the missing folders (or files: a field with fewer files than
+    another) when some are, and :class:`~jaxmtl.data.checks.DataError` for a file
+    that fails its checks.
     """
-    columns = {}
-    for key, folder in fields.items():
-        directory = root / split / folder
-        files = numbered_files(directory) if directory.is_dir() else []
-        if not files:
-            raise FileNotFoundError(f"no {directory}/<i>.npy files ({key!r} of the {split!r} split).\n{how_to_get}")
-        columns[key] = files
-    sizes = {k: len(v) for k, v in columns.items()}
-    if len(set(sizes.values())) != 1:
-        raise ValueError(f"{root / split}: the fields hold different numbers of files: {sizes}")
-    return DenseSplit(NpyExamples(columns))
+    folders = {(split, key): root / split / folder for split in splits for key, folder in fields.items()}
+    missing = [str(d.relative_to(root)) + "/" for d in folders.values() if not (d.is_dir() and any(d.glob("*.npy")))]
+    if len(missing) == len(folders):
+        raise FileNotFoundError(f"no <i>.npy files in {root / missing[0]} nor in the data set's other "
+                                f"folders.\n{how_to_get}")
+    if missing:
+        raise FileNotFoundError(missing_list(missing, root))
+    out = []
+    for split in splits:
+        columns = {key: numbered_files(folders[split, key]) for key in fields}
+        n = max(len(files) for files in columns.values())
+        short = [missing_list(_names(range(len(files), n)), folders[split, key])
+                 for key, files in columns.items() if len(files) < n]
+        if short:
+            raise FileNotFoundError("; ".join(short))
+        check_numpy_split(columns, classes)
+        out.append(DenseSplit(NpyExamples(columns)))
+    return out
 
 
 def find_root(data_dir: str | os.PathLike | None, env_var: str, default: Path) -> Path:

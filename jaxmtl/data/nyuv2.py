@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jaxmtl.data.dense import DenseDataset, DenseSplit, Resized, find_root, held_out, read_numpy_split
+from jaxmtl.data.dense import DenseDataset, DenseSplit, Resized, find_root, held_out, read_numpy_splits
 
 ENV_VAR = "JAXMTL_NYUV2_DIR"
 DEFAULT_DIR = Path("~/data/nyuv2").expanduser()
@@ -34,9 +34,11 @@ _FIELDS = {"image": "image", "segmentation": "label", "depth": "depth", "normals
 def load_nyuv2(data_dir: str | os.PathLike | None = None, *, val_fraction: float = 0.1,
                seed: int = 0) -> DenseDataset:
     """NYUv2 as a :class:`DenseDataset` (see the module docstring); raises
-    ``FileNotFoundError`` saying what is missing, where, and how to get it."""
+    ``FileNotFoundError`` saying what is missing, where, and how to get it, and
+    :class:`~jaxmtl.data.checks.DataError` naming a file that fails the up-front checks
+    (:func:`jaxmtl.data.dense.check_numpy_split`)."""
     root = find_root(data_dir, ENV_VAR, DEFAULT_DIR)
-    train, test = (DenseSplit(Resized(read_numpy_split(root, s, _FIELDS, HOW_TO_GET).examples, SIZE))
-                   for s in ("train", "val"))
+    train, test = (DenseSplit(Resized(s.examples, SIZE))
+                   for s in read_numpy_splits(root, ("train", "val"), _FIELDS, HOW_TO_GET, NUM_CLASSES))
     train, val = held_out(train, val_fraction, seed)
     return DenseDataset(train, val, test, TASKS, NUM_CLASSES)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxmtl.data.checks import check_range, check_shape, data_error
 from jaxmtl.data.dense import DenseSplit
 
 TARGETS = ("mu", "alpha", "homo", "lumo", "r2", "zpve", "U0_atomization", "U_atomization",
@@ -54,6 +55,23 @@ def molecule_graph(charges: np.ndarray, positions: np.ndarray, num_atoms: int,
     width = cutoff / (NUM_RBF - 1)
     edges = np.exp(-((dist[..., None] - centres) / width) ** 2) * adjacency[..., None]
     return {"nodes": nodes, "edges": edges.astype(np.float32), "adjacency": adjacency, "node_mask": node_mask}
+
+
+def check_source(where: str, source) -> None:
+    """A ``qm9`` source holds records, its first one 1..``MAX_ATOMS`` atoms of :data:`ELEMENTS`
+    (0 as padding) at finite positions ``(MAX_ATOMS, 3)``, and finite :data:`TARGETS`."""
+    if not len(source):
+        raise data_error(where, "QM9 molecules", "none")
+    ex = source[0]
+    n, charges, positions = int(ex["num_atoms"]), np.asarray(ex["charges"]), np.asarray(ex["positions"])
+    if not 0 < n <= MAX_ATOMS:
+        raise data_error(where, f"1..{MAX_ATOMS} atoms in its first molecule", f"{n}")
+    check_shape(where, positions.shape, [(MAX_ATOMS, 3)], "atom positions")
+    check_range(where, positions, -np.inf, np.inf, "atom positions")
+    unknown = sorted(set(charges[:n].tolist()) - set(ELEMENTS))
+    if unknown:
+        raise data_error(where, f"atomic numbers {ELEMENTS}", f"{unknown}")
+    check_range(where, raw_targets(ex), -np.inf, np.inf, "targets")
 
 
 class QM9Examples(Sequence):
@@ -92,8 +110,10 @@ def load_qm9(data_dir: str | os.PathLike | None = None, *, cutoff: float = 5.0,
     """QM9's DimeNet split with normalised targets (see the module docstring).
 
     ``stats``: ``(mean, std)`` of the 11 targets; by default computed from the
-    training split (one pass over it). Raises ``FileNotFoundError`` saying how to
-    get the data.
+    training split (one pass over it, which checks that every target is finite).
+    Raises ``FileNotFoundError`` saying how to get the data, and
+    :class:`~jaxmtl.data.checks.DataError` when a split's first molecule is not QM9's
+    (:func:`check_source`).
     """
     import tensorflow_datasets as tfds
 
@@ -102,8 +122,11 @@ def load_qm9(data_dir: str | os.PathLike | None = None, *, cutoff: float = 5.0,
     except Exception as err:  # no files, no internet, no pandas: say how to get the data
         raise FileNotFoundError(f"tfds could not prepare 'qm9/dimenet' (data_dir={data_dir}): {err}\n"
                                 f"{HOW_TO_GET}") from None
+    for name, source in zip(("train", "validation", "test"), sources):
+        check_source(f"tfds qm9/dimenet/{name} (data_dir={data_dir})", source)
     if stats is None:
         y = np.stack([raw_targets(sources[0][i]) for i in range(len(sources[0]))])
+        check_range(f"tfds qm9/dimenet/train (data_dir={data_dir})", y, -np.inf, np.inf, "targets")
         stats = (y.mean(axis=0), y.std(axis=0))
     mean, std = (np.asarray(a, np.float64) for a in stats)
     if mean.shape != (len(TARGETS),) or std.shape != (len(TARGETS),) or not np.all(std > 0):

@@ -6,7 +6,9 @@ weights) as an Orbax ``StandardSave`` pytree, and its host state (epoch, step,
 the NumPy generator that orders the batches, the records logged so far) as
 JSON beside it. Orbax writes each checkpoint to a temporary directory and
 renames it when complete, so a kill during a save leaves the previous
-checkpoint intact; only the last ``max_to_keep`` are kept. ::
+checkpoint intact; only the last ``max_to_keep`` are kept. A save that fails
+for want of space raises one ``OSError`` (``ENOSPC``) naming the checkpoint's
+folder, whatever Orbax's threads wrapped it in. ::
 
     ckpt = RunCheckpoint(out / "checkpoints" / run_key)
     restored = ckpt.restore({"params": params, "opt_state": opt_state})
@@ -17,6 +19,9 @@ checkpoint intact; only the last ``max_to_keep`` are kept. ::
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxmtl.training.results import disk_full
 
 
 class RunCheckpoint:
@@ -37,9 +44,22 @@ class RunCheckpoint:
     def save(self, step: int, arrays: Any, host: dict[str, Any]) -> None:
         """Saves ``arrays`` (a pytree of arrays) and ``host`` (JSON-serialisable) as ``step``,
         and waits until the checkpoint is complete on disk."""
-        self._manager.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
-                                                         host=ocp.args.JsonSave(host)))
-        self._manager.wait_until_finished()
+        absl = logging.getLogger("absl")
+        level = absl.level
+        absl.setLevel(logging.CRITICAL)   # a failed save logs each of its threads' errors: raised here once
+        try:
+            self._manager.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays),
+                                                             host=ocp.args.JsonSave(host)))
+            self._manager.wait_until_finished()
+        except Exception as err:
+            with contextlib.suppress(Exception):
+                self._manager.close()   # its threads end now, not at the interpreter's exit
+            full = disk_full(err)
+            if full is None:
+                raise
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.directory)) from full
+        finally:
+            absl.setLevel(level)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

@@ -110,6 +110,23 @@ def split_variables(variables: dict) -> tuple[Any, dict]:
     return variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
 
+def training_losses(apply_fn: Callable[..., Any], tasks: Sequence[Task], input_key: str = "image"):
+    """``loss_fn(params, state, batch, rng) -> (losses f32[T], state)``: the model in training mode
+    (dropout key ``rng``, the non-``params`` collections ``state`` mutable and returned)."""
+    tasks = tuple(tasks)
+
+    def loss_fn(params, state, batch, rng):
+        x = batch[input_key]
+        if state:
+            out, state = apply_fn({"params": params, **state}, x, train=True, rngs={"dropout": rng},
+                                  mutable=list(state))
+        else:
+            out = apply_fn({"params": params}, x, train=True, rngs={"dropout": rng})
+        return task_losses(out, batch, tasks), state
+
+    return loss_fn
+
+
 def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation,
                          tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
                          chunk_size: int | str | None = "auto",
@@ -136,17 +153,7 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     :func:`jaxmtl.partition` and the same mask). Other collections
     (``batch_stats``) follow the batch-norm rule of this module.
     """
-    tasks = tuple(tasks)
-
-    def loss_fn(params, state, batch, rng):
-        x = batch[input_key]
-        if state:
-            out, state = apply_fn({"params": params, **state}, x, train=True, rngs={"dropout": rng},
-                                  mutable=list(state))
-        else:
-            out = apply_fn({"params": params}, x, train=True, rngs={"dropout": rng})
-        return task_losses(out, batch, tasks), state
-
+    loss_fn = training_losses(apply_fn, tasks, input_key)
     grads_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
 
     @jax.jit

@@ -136,3 +136,27 @@ def test_paper_c_on_its_other_benchmarks_end_to_end_on_fake_files(name, tmp_path
     assert records[0]["spec"]["lr_schedule"] == ("plateau" if name == "qm9" else "exp_decay")
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "## Single-task references" in text and "MR (↓)" in text
+
+
+def test_methods_run_where_paper_c_runs_them():
+    """IMTL, MGDA-UB and GradDrop at the representation with the official heads' rule; Nash-MTL's
+    heads weighted; fixed weights taken from a representation run train at the parameters."""
+    from experiments.paper_c.uniform_vs_specialized import fixed_specs, official_settings
+    from experiments.runs import RunSpec
+    tasks = classification_tasks(("CL", "CR"), "labels")
+    assert official_settings("imtl", tasks, 0.01) == ({"lr": 0.01}, {"level": "representation",
+                                                                      "heads": "loss_scales"})
+    assert official_settings("mgda_loss_plus", tasks, 0.01)[1] == {"level": "representation", "heads": "plain"}
+    kwargs, fields = official_settings("graddrop", tasks, 0.01)
+    assert kwargs == {"reduce_axes": 1, "input_sign": True, "renormalize": True} and fields["level"] == "representation"
+    assert official_settings("nash_mtl", tasks, 0.01) == ({}, {"heads": "weighted"})
+    assert official_settings("cagrad", tasks, 0.01) == ({}, {})
+    spec = RunSpec("imtl", "adam", 0.01, 0, 2, 16, level="representation", heads="loss_scales")
+    assert spec.config == "imtl@z[heads=loss_scales]" and "level" in spec.record_fields()
+    assert "level" not in RunSpec("imtl", "adam", 0.01, 0, 2, 16).record_fields()   # old keys unchanged
+    record = {"spec": spec.record_fields(), "epochs": [{"weights": [1.0, 3.0]}]}
+    best = {("CL+CR", "imtl"): {"val_dm": 0.0, "runs": [record]}}
+    fixed = fixed_specs(best, {"problems": ["CL+CR"], "fixed_from": 1, "seeds": [0, 1]})
+    assert [(s.level, s.heads, s.method) for s in fixed] == [("parameters", None, "ew")] * 2
+    with pytest.raises(ValueError, match="needs level='representation'"):
+        RunSpec("imtl", "adam", 0.01, 0, 2, 16, heads="loss_scales")

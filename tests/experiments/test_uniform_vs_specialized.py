@@ -61,13 +61,16 @@ def test_tiny_preset_end_to_end_and_resumes(tmp_path, capsys):
     for name in ("summary.png", "weights.png", "interference.png"):
         assert (out / name).stat().st_size > 0
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
-    # the grid on seed 0 (2 single-task baselines, 2 methods), the chosen configurations on seed 1,
+    # the grid on seed 0 (2 single-task baselines, 4 methods), the chosen configurations on seed 1,
     # fixed weights from the best SMTO on both seeds
-    assert len(lines) == 2 + 2 + 2 + 2 + 2
+    assert len(lines) == 2 + 4 + 2 + 4 + 2
+    roto = [r for r in lines if r["spec"]["method"] == "rotograd"]
+    assert roto and all(r["spec"]["level"] == "representation" and r["spec"]["method_kwargs"] == {"lr_relation": 1.0}
+                        for r in roto)
     assert {r["spec"]["seed"] for r in lines} == {0, 1} and all(r["spec"]["weight_decay"] == 0 for r in lines)
     assert all(r["trace"] and r["diverged"] is None for r in lines)
     assert [r["trace"][1][0] for r in lines] == [2] * len(lines)   # every 2 steps (preset tiny)
     capsys.readouterr()
     assert study.main(args) == 0
-    assert "grid: 4 runs, 4 already done" in capsys.readouterr().out
+    assert "grid: 6 runs, 6 already done" in capsys.readouterr().out
     assert len((out / "results.jsonl").read_text().splitlines()) == len(lines)

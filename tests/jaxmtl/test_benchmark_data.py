@@ -5,6 +5,7 @@ import tensorflow_datasets as tfds
 
 from jaxmtl.data import (ATTRIBUTES, TARGETS, dense_batches, load_celeba, load_cityscapes, load_nyuv2, load_qm9,
                          molecule_graph, prefetch, random_scale_crop)
+from jaxmtl.data import prefetching
 from jaxmtl.data.cityscapes import LABEL_TO_7, LABEL_TO_19, decode_disparity
 from jaxmtl.data.dense import resize_bilinear
 from tests.fake_datasets import cityscapes_layout, fake_sources, nyuv2_layout, png16
@@ -121,3 +122,17 @@ def test_prefetch_order_errors_and_early_exit():
     it.close()
     with pytest.raises(ValueError):
         next(prefetch([], size=0))
+
+
+def test_a_producer_left_by_an_exception_is_stopped_at_exit():
+    """As after Ctrl-C in a training loop: the iterator is suspended, not closed, and its thread
+    waits to put the next batch; :func:`prefetching.stop_all` (run at exit) ends it."""
+    before = set(prefetching._RUNNING)
+    it = prefetch(iter(range(100)), size=1, device_put=False)
+    assert next(it) == 0
+    [(_, thread)] = set(prefetching._RUNNING) - before
+    assert thread.is_alive()
+    prefetching.stop_all()
+    assert not thread.is_alive()
+    it.close()
+    assert not set(prefetching._RUNNING) - before

@@ -1,10 +1,14 @@
-"""Orbax run checkpoints: method states (keys, learned weights, typed NamedTuples) round-trip."""
+"""Orbax run checkpoints: method states (keys, learned weights, typed NamedTuples) round-trip; a full disk."""
 from __future__ import annotations
+
+import errno
+import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import jaxmtl
 from jaxmtl.training.checkpoint import RunCheckpoint, generator_state, restore_generator
@@ -57,3 +61,19 @@ def test_keeps_the_last_checkpoints(tmp_path):
     assert ckpt.latest_step() == 3 and host["step"] == 3
     np.testing.assert_array_equal(arrays["x"], 3.0)
     assert sorted(int(p.name) for p in (tmp_path / "c").iterdir() if p.name.isdigit()) == [2, 3]
+
+
+def test_a_full_disk_raises_one_error_naming_the_checkpoint(tmp_path, monkeypatch, caplog):
+    """Orbax's threads each fail and log; the save raises one ``ENOSPC`` naming its folder."""
+    from etils import epath
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(epath.Path, "write_text", full)
+    monkeypatch.setattr(epath.Path, "write_bytes", full)
+    ckpt = RunCheckpoint(tmp_path / "ckpt")
+    with pytest.raises(OSError) as info:
+        ckpt.save(1, {"params": PARAMS}, {"epoch": 1})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "ckpt")
+    assert not [r for r in caplog.records if r.name == "absl" and r.levelno >= logging.ERROR]

@@ -21,11 +21,11 @@ def test_idx_round_trip(tmp_path, name):
 
 def test_idx_rejects_bad_files(tmp_path):
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
-    with pytest.raises(ValueError, match="bad magic"):
+    with pytest.raises(ValueError, match="bad: expected an IDX file, found no IDX magic number"):
         read_idx(tmp_path / "bad")
     with gzip.open(tmp_path / "short.gz", "wb") as f:
         f.write(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"\x00" * 3)
-    with pytest.raises(ValueError, match="payload has 3 bytes"):
+    with pytest.raises(ValueError, match=r"short.gz: expected 10 bytes of data \(the header's shape \(10,\)\), found 3 bytes"):
         read_idx(tmp_path / "short.gz")
 
 

@@ -1,0 +1,121 @@
+"""A user's mistake ends a study with one line and exit 2, never a traceback (issue 25); a full
+disk exits 1 naming the file, Ctrl-C exits 130, a bug keeps its traceback."""
+from __future__ import annotations
+
+import errno
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.cli import UsageError, run_main
+from jaxmtl.data.checks import DataError
+from tests.conftest import write_fake_fashion_mnist
+from tests.fake_datasets import cityscapes_layout
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _raises(err):
+    def main():
+        raise err
+    return main
+
+
+@pytest.mark.parametrize("err, status, line", [
+    (DataError("x.npy: expected class ids 0..6, found the value 9"), 2,
+     "error: x.npy: expected class ids 0..6, found the value 9"),
+    (UsageError("--arch nope: nyuv2 has the models segnet"), 2, "error: --arch nope: nyuv2 has the models segnet"),
+    (FileNotFoundError("no <i>.npy files in /data"), 2, "error: no <i>.npy files in /data"),
+    (OSError(errno.ENOSPC, "No space left on device", "/out/results.jsonl"), 1,
+     "error: no space left on the device writing /out/results.jsonl"),
+    (KeyboardInterrupt("interrupted: 2 of 5 runs done in r.jsonl; run the same command again to resume"), 130,
+     "interrupted: 2 of 5 runs done in r.jsonl; run the same command again to resume"),
+])
+def test_run_main_turns_user_errors_into_one_line(err, status, line, capsys):
+    assert run_main(_raises(err)) == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_run_main_keeps_a_bugs_traceback_and_the_exit_status():
+    with pytest.raises(ZeroDivisionError):
+        run_main(lambda: 1 / 0)
+    assert run_main(lambda: 3) == 3 and run_main(lambda: {"a": 1}) == 0
+
+
+DRIVER = textwrap.dedent("""
+    import contextlib, io, json, runpy, sys, traceback
+    for module, *argv in json.loads(sys.argv[1]):
+        sys.argv, err = [module, *argv], io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                status = 0
+            except SystemExit as stop:
+                status = stop.code
+            except BaseException:
+                traceback.print_exc()
+                status = "traceback"
+        print(json.dumps([module, status, err.getvalue()]))
+""")
+
+
+def test_every_study_entry_point_reports_user_errors_without_traceback(tmp_path):
+    """The entry points run as ``__main__`` (in one subprocess, importing JAX once), each with a
+    mistake that fails before any compilation: a data file out of range, an unknown method,
+    missing data, a bad flag, a model the data set lacks, a data set found in part."""
+    city = cityscapes_layout(tmp_path / "city")
+    np.save(city / "train" / "label_7" / "3.npy", np.full((16, 32), 9.0, np.float32))
+    mnist = write_fake_fashion_mnist(tmp_path / "mnist", n_train=20, n_test=10)
+    (mnist / "t10k-labels-idx1-ubyte.gz").unlink()
+    out = ["--out", str(tmp_path / "out")]
+    cases = [
+        (["experiments.compare_methods", "--dataset", "cityscapes", "--data-dir", str(city), "--tiny-model", *out],
+         f"error: {city}/train/label_7/3.npy: expected class ids 0..6 or -1 (ignored), found the value 9\n"),
+        (["experiments.compare_methods", "--methods", "nosuch", *out], "invalid choice: 'nosuch'"),
+        (["experiments.paper_a.optimizer_study", "--dataset", "nyuv2", "--data-dir", str(tmp_path / "none"), *out],
+         f"error: no <i>.npy files in {tmp_path}/none/train/image nor in the data set's other folders.\n"),
+        (["experiments.paper_a.corruptions", "--bogus", *out], "unrecognized arguments: --bogus"),
+        (["experiments.paper_a.conflicts", "--dataset", "nyuv2", *out], "the conflicts study runs on multi_fashion only"),
+        (["experiments.paper_a.loss_scale", "--preset", "nosuch", *out], "invalid choice: 'nosuch'"),
+        (["experiments.paper_a.toy", "--bogus"], "unrecognized arguments: --bogus"),
+        (["experiments.paper_b.trajectories", "--methods", "nosuch", *out], "invalid choice: 'nosuch'"),
+        (["experiments.paper_c.uniform_vs_specialized", "--dataset", "cityscapes", "--arch", "nosuch",
+          "--problems", "S+D", "--data-dir", str(city), *out], "error: --arch nosuch: cityscapes has the models segnet"),
+        (["experiments.paper_c.uniform_vs_specialized", "--dataset", "multi_mnist", "--source", "mnist",
+          "--data-dir", str(mnist), *out],
+         f"error: {mnist} lacks t10k-labels-idx1-ubyte.gz (the data set's other files are there)\n"),
+    ]
+    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps([argv for argv, _ in cases])], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('["experiments')]
+    assert len(results) == len(cases), done.stderr[-3000:]
+    for (argv, message), (module, status, err) in zip(cases, results):
+        assert (module, status) == (argv[0], 2), err
+        assert message in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_study_stops_cleanly(tmp_path):
+    """SIGINT once the first run has checkpointed an epoch: the prefetch thread stops, the run is
+    dropped, the study says how many runs are done and that a rerun resumes, exit 130."""
+    data, out = write_fake_fashion_mnist(tmp_path / "fashion"), tmp_path / "out"
+    study = subprocess.Popen([sys.executable, "-m", "experiments.compare_methods", "--preset", "tiny", "--methods",
+                              "ew", "--epochs", "100", "--data-dir", str(data), "--out", str(out)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not any(p.name.isdigit() for p in (out / "checkpoints").rglob("*")) and study.poll() is None:
+        assert time.monotonic() < deadline, "the study trained no epoch in 240 s"
+        time.sleep(0.2)
+    study.send_signal(signal.SIGINT)
+    stdout, stderr = study.communicate(timeout=60)
+    assert study.returncode == 130, stderr[-3000:]
+    assert (f"interrupted: 0 of 3 runs done in {out / 'results.jsonl'}; run the same command again to resume"
+            in stderr)
+    assert "Traceback" not in stderr and "Segmentation" not in stderr

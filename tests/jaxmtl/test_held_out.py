@@ -1,0 +1,50 @@
+"""Auto-Lambda's held-out train step against the exact meta-gradient."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxmtl
+from jaxmtl import metrics as M
+from jaxmtl.data import Task
+from jaxmtl.models import MixedLeNet, shared_mask, task_of
+from jaxmtl.training.held_out import make_held_out_train_step
+
+TASKS = (Task("CL", M.cross_entropy, (M.accuracy(),), "label_l"),
+         Task("RR", M.squared_error, (M.reconstruction_error(),), "target"))
+
+
+def batch_of(seed, n=6):
+    rng = np.random.default_rng(seed)
+    return {"image": jnp.asarray(rng.normal(size=(n, 28, 28, 1)), jnp.float32),
+            "label_l": jnp.asarray(rng.integers(0, 10, n)),
+            "target": jnp.asarray(rng.normal(size=(n, 28, 28)), jnp.float32)}
+
+
+def test_lambda_moves_against_the_exact_meta_gradient():
+    model = MixedLeNet(heads=("classify", "reconstruct"))
+    batch, val = batch_of(0), batch_of(1)
+    variables = model.init(jax.random.PRNGKey(0), batch["image"])
+    params = variables["params"]
+    lr, wd, meta_lr = 0.05, 1e-3, 1e-2
+
+    def losses(p, b):
+        out = model.apply({"params": p}, b["image"])
+        return jnp.stack([t.loss(o, *t.labels(b)) for t, o in zip(TASKS, out)])
+
+    lam0 = jnp.full((2,), 0.1)
+
+    def val_after(lam):   # L_val(theta - lr (grad lam . L + wd theta)), differentiated in lam exactly
+        g = jax.grad(lambda p: lam @ losses(p, batch))(params)
+        ahead = jax.tree.map(lambda p, u: p - lr * (u + wd * p), params, g)
+        return jnp.sum(losses(ahead, val))
+
+    exact = jax.grad(val_after)(lam0)
+    method = jaxmtl.auto_lambda(meta_lr, num_tasks=2)
+    tx = optax.chain(jaxmtl.partition(method, shared_mask, task_of=task_of), optax.sgd(lr))
+    step = make_held_out_train_step(model.apply, tx, TASKS, shared=shared_mask, weight_decay=wd)
+    _, state, _ = step(variables, tx.init(params), batch, jax.random.PRNGKey(0), val, jnp.float32(lr))
+    lam = np.asarray(jaxmtl.recorded_weights(state))
+    # Adam's first step moves each weight by its learning rate against the meta-gradient's sign
+    np.testing.assert_allclose(lam, lam0 - meta_lr * np.sign(exact), rtol=1e-3)
+    assert np.all(np.abs(np.asarray(exact)) > 1e-6)
