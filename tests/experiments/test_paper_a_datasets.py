@@ -238,7 +238,7 @@ def test_optimizer_study_on_dense_data(name, tmp_path, monkeypatch):
     assert ew.endswith(f"| {top[0]} {top[1]} ({terms[top]:+.2f}) |") and stl.startswith("| STL (best) | any |")
 
 
-@pytest.mark.slow   # SegNet / DeepLabV3+ (tiny): 1-4 min each on 2 CPU cores
+@pytest.mark.slow   # SegNet / DeepLabV3+ (tiny): 4-7 min each on the shared 2-core CPU
 @pytest.mark.parametrize("study, name, arch", [(conflicts, "cityscapes", "deeplab_resnet18"),
                                                (corruptions, "cityscapes", "segnet"),
                                                (corruptions, "nyuv2", "deeplab_resnet18")])
