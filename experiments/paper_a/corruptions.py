@@ -47,9 +47,13 @@ to us; as :mod:`experiments.paper_a.conflicts` states them; summary.md states a 
 * ``paper``: Paper A's six methods and the STL models x 3 seeds, heads fine-tuned 10
   epochs: Multi-Fashion (about 1 GPU h); Cityscapes, 2,678 training images x 300 epochs,
   batch 64, 24 models (about 25-35 GPU h with SegNet, 50-70 with DeepLabV3+ ResNet-50);
-  NYUv2, 716 images x 200 epochs, batch 8, 27 models (about 15-30 GPU h with SegNet); the
-  corrupted training batches and the 70 corrupted test sets are made on the CPU (NumPy),
-  minutes per model.
+  NYUv2, 716 images x 200 epochs, batch 8, 27 models (about 15-30 GPU h with SegNet). The
+  corruptions are made on the CPU (NumPy, one thread beside the training): measured on our
+  shared 2-core CPU (load about 13, so upper bounds), a random corruption takes 0.11 s per
+  128x256 image and 0.26 s per 288x384 one (10 fine-tuning epochs: up to 50 min per Cityscapes
+  model, 30 per NYUv2 one, partly hidden behind the GPU's steps), and the 70 test versions
+  2.3 s and 5.2 s per image (once for all models: up to 20 min on Cityscapes' 500 test images,
+  an hour on NYUv2's 654).
 
 Writes ``results.jsonl`` (one line per training and per fine-tune+test,
 resumable; model parameters under ``models/``), ``summary.md`` and

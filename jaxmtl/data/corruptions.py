@@ -182,22 +182,22 @@ def motion_blur(x, severity, rng):
     return _clip(_motion(x, radius, sigma, rng.uniform(-45, 45, len(x))))
 
 
-def _zoom_matrix(size, factor):
-    """``(size, size)`` linear-interpolation matrix of a zoom by ``factor`` about the centre."""
+def _zoom_axis(x, axis, factor):
+    """``x`` zoomed by ``factor`` about the centre of ``axis``, by linear interpolation."""
+    size = x.shape[axis]
     centre = (size - 1) / 2
     src = np.clip((np.arange(size) - centre) / factor + centre, 0, size - 1)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, size - 1)
-    m = np.zeros((size, size))
-    np.add.at(m, (np.arange(size), lo), 1 - (src - lo))
-    np.add.at(m, (np.arange(size), hi), src - lo)
-    return m
+    shape = [1] * x.ndim
+    shape[axis] = size
+    w = (src - lo).reshape(shape)
+    return np.take(x, lo, axis) * (1 - w) + np.take(x, hi, axis) * w
 
 
 def _centre_zoom(x, factor):
     """``(N, H, W, C)`` images zoomed by ``factor`` about their centre (all channels alike)."""
-    _, h, w, _ = x.shape
-    return np.einsum("hi,nijc,wj->nhwc", _zoom_matrix(h, factor), x, _zoom_matrix(w, factor), optimize=True)
+    return _zoom_axis(_zoom_axis(x, 1, factor), 2, factor)
 
 
 def zoom_blur(x, severity, rng):
