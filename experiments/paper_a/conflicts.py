@@ -71,6 +71,7 @@ from experiments.selection import as_metrics, primary_metric  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
 from jaxmtl.models import shared_mask  # noqa: E402
 from jaxmtl.training import task_losses  # noqa: E402
+from jaxmtl.training.steps import split_variables  # noqa: E402
 
 PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=2, batch_size=32, every=2),
@@ -124,8 +125,8 @@ class ConflictProbe(Hook):
             return
         n = len(jax.tree.leaves(batch[self.input_key])[0])
         pick = np.sort(self.rng.choice(n, min(MAX_SAMPLES, n), replace=False))
-        state = {k: v for k, v in variables.items() if k != "params"}
-        stats = self._stats(variables["params"], state, jax.tree.map(lambda v: v[pick], batch))
+        params, state = split_variables(variables)
+        stats = self._stats(params, state, jax.tree.map(lambda v: v[pick], batch))
         for g in GROUPS:
             for s in STATISTICS:
                 values = np.asarray(stats[g][s]).tolist()
