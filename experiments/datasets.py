@@ -91,6 +91,8 @@ class Benchmark:
     "accuracy": [...]}``, no ``directions``/``metrics``): its stores predate the other data sets."""
     unit: str = "examples"
     """What one example is called in summaries (``'canvases'``)."""
+    unit_images: bool = False
+    """The model input is images with values in [0, 1] (what :mod:`jaxmtl.data.corruptions` takes)."""
     fake_batch: Callable[[int, np.random.Generator], dict] | None = None
     """A random batch of the paper's shapes (timing only)."""
     meta: dict = dataclasses.field(default_factory=dict)
@@ -219,6 +221,25 @@ PAPER_C_QM9 = {
 }
 """Paper C on QM9 (``scripts/QM9/*.sh``): batch 120, 300 epochs, ReduceLROnPlateau(0.7, patience 5,
 min 1e-5), the learning-rate grid, weight decay 0, one run per configuration then two more."""
+_PAPER_A_DENSE_TINY = dict(data=dict(n_train=8, n_val=4, n_test=4, val_fraction=0.5), epochs=1, batch_size=2)
+PAPER_A_CITYSCAPES = {
+    "tiny": _PAPER_A_DENSE_TINY,
+    "quick": dict(data=dict(n_train=512, n_val=128, n_test=128), epochs=6, batch_size=16),
+    "paper": dict(data=dict(), epochs=300, batch_size=64, lr_schedule="step"),
+}
+"""Paper A's studies A3 and A4 on Cityscapes (see :mod:`experiments.paper_a.protocols`)."""
+PAPER_A_NYUV2 = {
+    "tiny": _PAPER_A_DENSE_TINY,
+    "quick": dict(data=dict(n_train=256, n_val=64, n_test=128), epochs=6, batch_size=8),
+    "paper": dict(data=dict(), epochs=200, batch_size=8, lr_schedule="step"),
+}
+"""Paper A's study A4 on NYUv2."""
+PAPER_A_CELEBA = {
+    "tiny": dict(data=dict(n_train=32, n_val=32, n_test=32), epochs=1, batch_size=8),
+    "quick": dict(data=dict(n_train=8192, n_val=1024, n_test=1024), epochs=4, batch_size=128),
+    "paper": dict(data=dict(), epochs=30, batch_size=256),
+}
+"""Paper A's study A3 on CelebA (*ours*: Sener & Koltun's batch)."""
 
 DATASETS: dict[str, Benchmark] = {
     "multi_fashion": Benchmark(
@@ -228,7 +249,7 @@ DATASETS: dict[str, Benchmark] = {
             len(data.tasks), data.num_classes, dropout),
         tasks=lambda data, names=None: classification_tasks(data.tasks), batches=batches, input_key="image",
         archs=("multilenet",), batch_size=256, eval_batch_size=512, draws_subsets=True, preset_batch=True,
-        legacy_record=True, unit="canvases", fake_batch=_canvas_batch(36),
+        legacy_record=True, unit="canvases", unit_images=True, fake_batch=_canvas_batch(36),
         meta=dict(tasks=("top_left", "bottom_right"), num_classes=10)),
     "multi_mnist": Benchmark(
         title="Multi-MNIST",
@@ -243,13 +264,15 @@ DATASETS: dict[str, Benchmark] = {
         load=load_cityscapes, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
         archs=DENSE_ARCHS, batch_size=64, task_names=("segmentation", "depth", "instance"), tasks_in_loader=True,
         problems={"S+D": ("segmentation", "depth"), "S+D+I": ("segmentation", "depth", "instance")},
-        protocols={"paper_c": PAPER_C_CITYSCAPES, "paper_c_ladder": PAPER_C_LADDER},
+        protocols={"paper_c": PAPER_C_CITYSCAPES, "paper_c_ladder": PAPER_C_LADDER, "paper_a": PAPER_A_CITYSCAPES},
+        unit_images=True,
         fake_batch=_dense_batch(128, 256, 7, False),
         meta=dict(tasks=("segmentation", "depth"), num_classes=7)),
     "nyuv2": Benchmark(
         title="NYUv2",
         load=load_nyuv2, model=_dense, tasks=_dense_tasks, batches=_augmented, input_key="image",
-        archs=DENSE_ARCHS, batch_size=8, fake_batch=_dense_batch(288, 384, 13, True),
+        archs=DENSE_ARCHS, batch_size=8, protocols={"paper_a": PAPER_A_NYUV2}, unit_images=True,
+        fake_batch=_dense_batch(288, 384, 13, True),
         meta=dict(tasks=("segmentation", "depth", "normals"), num_classes=13)),
     "celeba": Benchmark(
         title="CelebA",
@@ -257,7 +280,8 @@ DATASETS: dict[str, Benchmark] = {
         model=lambda data, arch="resnet18", tiny=False, dropout=0.0, tasks=None: ResNetHeads(
             len(data.tasks), stages=(1, 1, 1, 1) if tiny else (2, 2, 2, 2), width=2 if tiny else 64),
         tasks=lambda data, names=None: attribute_tasks(data.tasks), batches=dense_batches, input_key="image",
-        archs=("resnet18",), batch_size=256, fixed_splits=True, fake_batch=_celeba_batch,
+        archs=("resnet18",), batch_size=256, fixed_splits=True, protocols={"paper_a": PAPER_A_CELEBA},
+        unit_images=True, fake_batch=_celeba_batch,
         meta=dict(tasks=ATTRIBUTES, num_classes=2)),
     "qm9": Benchmark(
         title="QM9",

@@ -1,14 +1,19 @@
 """Study A3 (Paper A, Elich et al.): gradient conflicts are not special to multi-task learning.
 
     python -m experiments.paper_a.conflicts --preset quick [--from-study results/optimizer_study/quick]
+    python -m experiments.paper_a.conflicts --preset paper --dataset cityscapes --arch deeplab_resnet50 --data-dir ...
+    python -m experiments.paper_a.conflicts --preset paper --dataset celeba [--task-seed 0]
 
 Along one EW training (the best EW configuration of study A1 when
 ``--from-study`` points at its output: its optimizer, learning rate, weight decay
 and schedule, :func:`experiments.paper_a.tuning.best_config`; else EW with Adam at lr
 1e-3 and A1's weight decay 1e-5), every ``every`` iterations, draws
-at most 8 samples (and at most 8 tasks) of the current batch at random, takes
-their per-sample, per-task gradients of the shared parameters (one vmapped
-call, :func:`jaxmtl.analysis.per_sample_jacobian`) and compares pairs:
+at most 8 samples of the current batch at random, takes their per-sample,
+per-task gradients of the shared parameters (one vmapped call,
+:func:`jaxmtl.analysis.per_sample_jacobian`; each sample's losses with the model
+in evaluation mode, batch norm on the run's running statistics and no dropout, so
+that a sample's gradient is its own: in training mode the batch statistics tie
+the samples together) and compares pairs:
 inter-task (same sample, different tasks), inter-sample (same task, different
 samples), and the batch-averaged variants (task gradients averaged over the
 drawn samples, across tasks; task-averaged gradients, across samples), by
@@ -18,6 +23,27 @@ std, 2.5 and 97.5 percentiles, and the positive/negative split. The verdict
 (:func:`verdict`) says whether the inter-task cosine's 2.5-97.5% range lies
 within the inter-sample one (the paper's finding on Cityscapes) and compares the
 mean magnitude similarities (the paper: lower between tasks).
+
+``--dataset`` (Multi-Fashion by default) takes any benchmark of
+:data:`experiments.datasets.DATASETS` with its model (``--arch``; Cityscapes:
+``segnet``, ``deeplab_resnet18``, ``deeplab_resnet50``: the paper finds DeepLab's
+larger heads reduce the variance of the conflicts) and Paper A's training
+settings on it (:mod:`experiments.paper_a.protocols`). A data set of more than 8
+tasks (CelebA's 40) is probed on 8 of them drawn once at random (``--task-seed``,
+default 0; the summary names them), as the paper does when tasks are many; EW
+trains all of them.
+
+Presets (size; GPU hours are estimates for one H100, not measurements: no GPU was available
+to us; from the models' FLOPs per step at an assumed 100 TFLOP/s and the NumPy batch pipeline's
+CPU time per batch, whichever is larger; summary.md states a run's own time):
+
+* ``tiny``: tests (a few steps on fake files).
+* ``quick``: Multi-Fashion 8192 canvases x 8 epochs (minutes on a CPU); Cityscapes 512
+  images x 6 epochs, CelebA 8192 x 4 epochs (minutes on a GPU).
+* ``paper``: Multi-Fashion, all 120k canvases x 30 epochs, batch 256 (about 0.2 GPU h);
+  Cityscapes, 2,678 training images x 300 epochs, batch 64, statistics every 5 steps
+  (12.6k steps: SegNet about 1-2 GPU h, DeepLabV3+ ResNet-50 about 3-4 GPU h); CelebA,
+  162,770 images x 30 epochs, batch 256 (19k steps, EW's 40 per-task backward passes: about 2 GPU h).
 
 Writes ``results.jsonl`` (one line per training, resumable), ``summary.md`` and
 ``summary.png`` into ``--out``.
@@ -36,13 +62,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.cli import run_main, study_data, study_parser  # noqa: E402
-from experiments.datasets import DEFAULT  # noqa: E402
+from experiments.datasets import DATASETS  # noqa: E402
+from experiments.paper_a.protocols import preset  # noqa: E402
 from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
 from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import Hook, RunSpec, run_grid  # noqa: E402
+from experiments.selection import as_metrics, primary_metric  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
-from jaxmtl.models import MultiLeNet, shared_mask  # noqa: E402
-from jaxmtl.training import classification_losses  # noqa: E402
+from jaxmtl.models import shared_mask  # noqa: E402
+from jaxmtl.training import task_losses  # noqa: E402
+from jaxmtl.training.steps import split_variables  # noqa: E402
 
 PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=2, batch_size=32, every=2),
@@ -62,19 +91,32 @@ GROUP_LABELS = {"inter_task": "inter-task", "inter_sample": "inter-sample",
                 "inter_sample_batch": "inter-sample (task-averaged)"}
 
 
+def probed_tasks(num_tasks: int, seed: int) -> list[int]:
+    """The tasks whose gradients are compared: all of at most :data:`MAX_TASKS`, else
+    :data:`MAX_TASKS` of them drawn once with ``seed`` (sorted)."""
+    if num_tasks <= MAX_TASKS:
+        return list(range(num_tasks))
+    return sorted(np.random.default_rng(seed).choice(num_tasks, MAX_TASKS, replace=False).tolist())
+
+
 class ConflictProbe(Hook):
     """A :class:`~experiments.runs.Hook` of :func:`~experiments.runs.train_run` that
-    collects the statistics every ``every`` steps and summarises them per epoch."""
+    collects the statistics of the tasks ``probed`` (indices into ``tasks``, the
+    :class:`jaxmtl.data.Task` objects the model ``model`` predicts in order) every
+    ``every`` steps and summarises them per epoch."""
 
-    def __init__(self, num_tasks: int, num_classes: int, every: int, seed: int):
-        model = MultiLeNet(num_tasks=num_tasks, num_classes=num_classes)
+    variables = True   # per-sample losses in evaluation mode need the batch-norm statistics
 
-        def loss_fn(params, batch):
-            return classification_losses(model.apply({"params": params}, batch["image"]), batch["labels"])
+    def __init__(self, model, tasks, input_key: str, probed: list[int], every: int, seed: int):
+        chosen = tuple(tasks[t] for t in probed)
+
+        def loss_fn(params, batch, state):
+            out = model.apply({"params": params, **state}, batch[input_key])
+            return task_losses([out[t] for t in probed], batch, chosen)
 
         jac = per_sample_jacobian(loss_fn, shared=shared_mask)
-        self._stats = jax.jit(lambda params, batch, tasks: conflict_statistics(jac(params, batch)[1][:, tasks]))
-        self.every, self.num_tasks = every, num_tasks
+        self._stats = jax.jit(lambda params, state, batch: conflict_statistics(jac(params, batch, state)[1]))
+        self.every, self.input_key = every, input_key
         self.rng = np.random.default_rng(seed)
         self.current = self._empty()
         self.everything = self._empty()
@@ -84,20 +126,20 @@ class ConflictProbe(Hook):
     def _empty():
         return {g: {s: [] for s in STATISTICS} for g in GROUPS}
 
-    def on_step(self, step, params, batch, rng):
+    def on_step(self, step, variables, batch, rng):
         if step % self.every:
             return
-        n = len(batch["labels"])
+        n = len(jax.tree.leaves(batch[self.input_key])[0])
         pick = np.sort(self.rng.choice(n, min(MAX_SAMPLES, n), replace=False))
-        tasks = np.sort(self.rng.choice(self.num_tasks, min(MAX_TASKS, self.num_tasks), replace=False))
-        stats = self._stats(params, {k: v[pick] for k, v in batch.items()}, tasks)
+        params, state = split_variables(variables)
+        stats = self._stats(params, state, jax.tree.map(lambda v: v[pick], batch))
         for g in GROUPS:
             for s in STATISTICS:
                 values = np.asarray(stats[g][s]).tolist()
                 self.current[g][s] += values
                 self.everything[g][s] += values
 
-    def on_epoch(self, record, params):
+    def on_epoch(self, record, variables):
         self.epochs.append({g: {s: spread(v) for s, v in stats.items() if v} for g, stats in self.current.items()})
         self.current = self._empty()
 
@@ -106,6 +148,16 @@ class ConflictProbe(Hook):
 
     def record(self) -> dict:
         return {"conflicts": {"epochs": self.epochs, "overall": self.overall()}}
+
+
+def validation_text(record: dict, epoch: dict) -> str:
+    """An epoch's validation result in a cell: the mean accuracy (%) where every task's
+    primary metric is accuracy, else each task's primary metric."""
+    values = as_metrics(epoch["val"], record["tasks"])
+    primary = {t: primary_metric(record, t) for t in record["tasks"]}
+    if set(primary.values()) == {"accuracy"}:
+        return f"{100 * np.mean([values[t]['accuracy'] for t in record['tasks']]):.1f}"
+    return ", ".join(f"{t} {m} {values[t][m]:.3g}" for t, m in primary.items())
 
 
 def summarize(record: dict) -> str:
@@ -127,10 +179,10 @@ def summarize(record: dict) -> str:
             for s in ("cosine", "magnitude"):
                 x = ep[g][s]
                 cells.append(f"{x['mean']:.3f} ± {x['std']:.3f}")
-        cells.append(f"{100 * np.mean(record['epochs'][e]['val']['accuracy']):.1f}" if e < len(record["epochs"]) else "-")
+        cells.append(validation_text(record, record["epochs"][e]) if e < len(record["epochs"]) else "-")
         per_epoch.append(cells)
     table2 = markdown_table(["epoch", "inter-task cos", "inter-task S_mag", "inter-sample cos",
-                             "inter-sample S_mag", "mean val acc (%)"], per_epoch)
+                             "inter-sample S_mag", "validation (mean acc %, or per task)"], per_epoch)
     return ("## Over the whole training\n\n" + table + "\n\n" + verdict(overall)[2] + "\n\n## Per epoch (mean ± std)\n\n" +
             table2 + "\n")
 
@@ -201,35 +253,46 @@ def plot(record: dict) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "conflicts", PRESETS, PRESET_NOTES, datasets=(DEFAULT,),
-                          why="its per-sample gradient probe is built on MultiLeNet and the classification "
-                              "losses of Multi-Fashion")
+    parser = study_parser(__doc__, "conflicts", PRESETS, PRESET_NOTES)
     parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: train its best EW run")
     parser.add_argument("--optimizer", default="adam", help="the EW run's optimiser, without --from-study")
     parser.add_argument("--lr", type=float, default=1e-3, help="its learning rate, without --from-study")
     parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
                         help="its weight decay, without --from-study (A1's)")
     parser.add_argument("--seed", type=int, default=0, help="the training seed")
+    parser.add_argument("--task-seed", type=int, default=0,
+                        help=f"draws the {MAX_TASKS} tasks probed where a data set has more (CelebA)")
     args = parser.parse_args(argv)
-    cfg = PRESETS[args.preset]
+    cfg = preset(PRESETS, args.preset, args.dataset)
+    bench = DATASETS[args.dataset]
     run = best_config(Path(args.from_study), "ew") if args.from_study else \
-        dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, lr_schedule="constant")
-    out = Path(args.out or f"results/conflicts/{args.preset}")
+        dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, lr_schedule=cfg["lr_schedule"])
+    out = Path(args.out or f"results/conflicts/{args.preset}" + ("" if bench.legacy_record else f"-{args.dataset}"))
     store = open_store(out)
     t0 = time.time()
-    data, _ = study_data(args, dict(cfg["data"]))
+    data, dataset = study_data(args, dict(cfg["data"]))
     spec = RunSpec(method="ew", seed=args.seed, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                   data=dict(cfg["data"], seed=0), **run)
-    key = f"{spec.key}-every{cfg['every']}-samples{MAX_SAMPLES}"
+                   data=dict(cfg["data"], seed=0), **run, **dataset)
+    tasks = bench.tasks(data, spec.tasks)
+    probed = probed_tasks(len(tasks), args.task_seed)
+    drawn = len(probed) < len(tasks)
+    key = f"{spec.key}-every{cfg['every']}-samples{MAX_SAMPLES}" + (f"-tasks{args.task_seed}" if drawn else "")
+    arch = spec.arch or bench.archs[0]
+    model = bench.model(data, arch, spec.tiny, spec.dropout, spec.tasks)
     print(f"{spec.label}: statistics every {cfg['every']} steps on at most {MAX_SAMPLES} samples")
     record, = run_grid([spec], data, store, devices=args.devices, key=lambda s: key,
-                       hooks=lambda s: [ConflictProbe(len(data.tasks), data.num_classes, cfg["every"], args.seed)])
-    text = (f"# Study A3: gradient conflict and magnitude along EW training (preset `{args.preset}`)\n\n"
+                       hooks=lambda s: [ConflictProbe(model, tasks, bench.input_key, probed, cfg["every"], args.seed)])
+    names = [tasks[t].name for t in probed]
+    which = (f"the {MAX_TASKS} tasks {', '.join(names)}, drawn from the {len(tasks)} with --task-seed "
+             f"{args.task_seed} (EW trains all {len(tasks)})" if drawn else f"the tasks {', '.join(names)}")
+    text = (f"# Study A3: gradient conflict and magnitude along EW training on {bench.title} "
+            f"(preset `{args.preset}`)\n\n"
             f"{spec.label}, weight decay {spec.weight_decay:g}, {spec.lr_schedule} learning rate"
             f"{' (A1 best EW configuration)' if args.from_study else ''}, {cfg['epochs']} epochs, "
             f"batch {cfg['batch_size']}, statistics every "
-            f"{cfg['every']} steps on at most {MAX_SAMPLES} random samples of the batch, shared "
-            f"(encoder) parameters of MultiLeNet, {len(data.train)} training canvases.\n\n" + summarize(record))
+            f"{cfg['every']} steps on at most {MAX_SAMPLES} random samples of the batch and {which}; shared "
+            f"(encoder) parameters of {'MultiLeNet' if arch == 'multilenet' else arch}"
+            f"{' (tiny)' if spec.tiny else ''}, {len(data.train)} training {bench.unit}.\n\n" + summarize(record))
     write_summary(out, text, plot(record), t0)
     return 0
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.selection import (directions, epoch_score, primary_metric, select_epoch, split_delta_m,
-                                   stl_baselines, task_value)
+from experiments.selection import (as_metrics, directions, epoch_score, primary_metric, select_epoch,
+                                   split_delta_m, stl_baselines, task_value)
 from experiments.optimizers import MTL_IO
 from jaxmtl.training import ResultStore
 
@@ -50,7 +50,8 @@ def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
 
     Each value has ``lr``, ``val_dm`` (mean over seeds), ``runs`` (per seed: ``seed``,
     ``label``, ``val_dm``, ``test_dm``, ``test_acc``: each task's primary test metric,
-    accuracies in % (:func:`primary_values`), ``epoch``, ``diverged``),
+    accuracies in % (:func:`primary_values`), ``test_metrics``: every test metric,
+    ``{task: {metric: value}}``, ``epoch``, ``diverged``),
     ``lrs`` (every learning rate tried, sorted) and ``diverged_lrs`` (how many of
     them had a diverging run). A learning rate at which some seed diverged before
     its first evaluation is not a candidate. Raises ``ValueError`` without
@@ -73,7 +74,8 @@ def select_runs(records: list[dict]) -> dict[tuple[str, str], dict]:
         entry.append({"seed": s["seed"], "label": r["label"],
                       "val_dm": split_delta_m(r, best["val"], base_val[s["seed"]]),
                       "test_dm": split_delta_m(r, best["test"], base_test[s["seed"]]),
-                      "test_acc": primary_values(r, best["test"]), "epoch": best["epoch"],
+                      "test_acc": primary_values(r, best["test"]),
+                      "test_metrics": as_metrics(best["test"], r["tasks"]), "epoch": best["epoch"],
                       "diverged": r["diverged"]})
     chosen: dict[tuple[str, str], dict] = {}
     for (row, family, lr), runs in by_lr.items():

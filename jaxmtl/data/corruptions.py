@@ -1,11 +1,14 @@
-"""Image corruptions of Hendrycks & Dietterich (2019) for grayscale images, in NumPy.
+"""Image corruptions of Hendrycks & Dietterich (2019) for grayscale and colour images, in NumPy.
 
 Paper A (Elich et al.), study A4, fine-tunes and tests under the 15 corruptions
 of ImageNet-C / CIFAR-10-C at 5 severities. This module re-implements 14 of
-them for 1-channel images (``(N, H, W)`` or ``(N, H, W, 1)``, uint8 or float in
-``[0, 1]``), vectorised over the batch and deterministic for a given seed,
-with the parameters of CIFAR-10-C (``make_cifar_c.py`` of the reference code;
-32x32 images, the closest set to Multi-Fashion's 36x36):
+them for 1-channel images (``(N, H, W)`` or ``(N, H, W, 1)``: Multi-Fashion) and
+RGB images (``(N, H, W, 3)``: Cityscapes, NYUv2), uint8 or float in ``[0, 1]``,
+vectorised over the batch and deterministic for a given seed, with the
+parameters of CIFAR-10-C (``ImageNet-C/create_c/make_cifar_c.py`` of
+github.com/hendrycks/robustness; one parameter table for gray and colour
+images there, used here for both; 32x32 images, the closest set to
+Multi-Fashion's 36x36):
 
 ========== ======================================================================
 noise      ``gaussian_noise`` (add N(0, c^2)), ``shot_noise`` (Poisson(c x) / c),
@@ -29,8 +32,25 @@ digital    ``brightness`` (add c), ``contrast`` (scale the deviation from the me
 For a given seed the five severities share their random draws (noise, angles,
 displacements), so severity is the only difference between them.
 
+Colour images follow the reference's colour code path: the noises draw per
+channel; every blur, warp and swap moves whole pixels (all channels alike);
+``contrast`` scales about each channel's mean; ``fog`` and ``snow`` add one
+gray layer to every channel, ``snow`` brightening with the gray conversion
+``0.299 R + 0.587 G + 0.114 B`` (OpenCV's RGB2GRAY); ``brightness`` adds c to
+the HSV value ``V = max(R, G, B)`` keeping hue and saturation, i.e. scales the
+pixel by ``min(V + c, 1) / V`` (a black pixel becomes gray ``c``), which is the
+reference's ``rgb2hsv`` / ``hsv2rgb`` round trip in closed form; JPEG codes
+YCbCr (JFIF's full-range conversion) with the luminance table on Y and the
+chrominance table (ITU T.81, Annex K.2) on Cb and Cr, subsampled 4:2:0 by 2x2
+averaging as PIL's default encoder, and the decoder replicates each chroma
+sample over its 2x2 block (libjpeg's default "fancy" triangular upsampling is
+left out). A gray image given as RGB (three equal channels) gets, in each
+channel, what it gets as a 1-channel image, for every corruption but the
+three noises (those draw per channel).
+
 Departures from the reference, all forced by grayscale images or by doing
-without its image libraries: ``frost`` is left out (it blends in photographs of
+without its image libraries (grayscale: the adaptations named; colour images
+take the reference's colour operations instead, above): ``frost`` is left out (it blends in photographs of
 frost that are not part of any package here, :data:`SKIPPED`); ``brightness``
 adds c to the gray value, which is what the reference's HSV value shift does to
 a gray pixel, and ``snow`` brightens with the image itself where the reference
@@ -66,10 +86,17 @@ from scipy import ndimage
 
 SEVERITIES = (1, 2, 3, 4, 5)
 SKIPPED = {"frost": "blends in frost photographs that are not available offline"}
+GRAY = np.array([0.299, 0.587, 0.114])
+"""OpenCV's RGB2GRAY weights (the reference's gray conversion in ``snow``)."""
 
 
 def _clip(x):
     return np.clip(x, 0.0, 1.0)
+
+
+def _gray(x):
+    """``(N, H, W, 1)`` gray version of ``(N, H, W, C)`` images (the image itself for C = 1)."""
+    return x if x.shape[-1] == 1 else x @ GRAY[:, None]
 
 
 def gaussian_noise(x, severity, rng):
@@ -90,8 +117,9 @@ def impulse_noise(x, severity, rng):
 
 
 def _per_image(x, kernel, mode="mirror"):
-    """Each image correlated with ``kernel`` (``mirror``: OpenCV's default border, reflect-101)."""
-    return ndimage.correlate(x, kernel[None], mode=mode)
+    """Each channel of each image correlated with ``kernel`` (``mirror``: OpenCV's default
+    border, reflect-101)."""
+    return ndimage.correlate(x, kernel[None, :, :, None], mode=mode)
 
 
 def _disk(radius, alias_blur):
@@ -111,8 +139,8 @@ def defocus_blur(x, severity, rng):
 def glass_blur(x, severity, rng):
     sigma, delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2),
                                 (0.4, 1, 2))[severity - 1]
-    n, h, w = x.shape
-    x = ndimage.gaussian_filter(x, (0, sigma, sigma))
+    n, h, w, _ = x.shape
+    x = ndimage.gaussian_filter(x, (0, sigma, sigma, 0))
     batch = np.arange(n)
     for _ in range(iterations):  # the reference's sweep: bottom-right to top-left, swapping each
         for i in range(h - delta, delta, -1):  # pixel with a neighbour up to delta away, one-sided
@@ -120,7 +148,7 @@ def glass_blur(x, severity, rng):
                 dy, dx = rng.integers(-delta, delta, (2, n))
                 a, b = x[:, i, j].copy(), x[batch, i + dy, j + dx]
                 x[:, i, j], x[batch, i + dy, j + dx] = b, a
-    return _clip(ndimage.gaussian_filter(x, (0, sigma, sigma)))
+    return _clip(ndimage.gaussian_filter(x, (0, sigma, sigma, 0)))
 
 
 def _streak(radius, sigma, angle):
@@ -154,21 +182,22 @@ def motion_blur(x, severity, rng):
     return _clip(_motion(x, radius, sigma, rng.uniform(-45, 45, len(x))))
 
 
-def _zoom_matrix(size, factor):
-    """``(size, size)`` linear-interpolation matrix of a zoom by ``factor`` about the centre."""
+def _zoom_axis(x, axis, factor):
+    """``x`` zoomed by ``factor`` about the centre of ``axis``, by linear interpolation."""
+    size = x.shape[axis]
     centre = (size - 1) / 2
     src = np.clip((np.arange(size) - centre) / factor + centre, 0, size - 1)
     lo = np.floor(src).astype(int)
     hi = np.minimum(lo + 1, size - 1)
-    m = np.zeros((size, size))
-    np.add.at(m, (np.arange(size), lo), 1 - (src - lo))
-    np.add.at(m, (np.arange(size), hi), src - lo)
-    return m
+    shape = [1] * x.ndim
+    shape[axis] = size
+    w = (src - lo).reshape(shape)
+    return np.take(x, lo, axis) * (1 - w) + np.take(x, hi, axis) * w
 
 
 def _centre_zoom(x, factor):
-    n, h, w = x.shape
-    return _zoom_matrix(h, factor) @ x @ _zoom_matrix(w, factor).T
+    """``(N, H, W, C)`` images zoomed by ``factor`` about their centre (all channels alike)."""
+    return _zoom_axis(_zoom_axis(x, 1, factor), 2, factor)
 
 
 def zoom_blur(x, severity, rng):
@@ -182,11 +211,11 @@ def snow(x, severity, rng):
         (0.1, 0.2, 1.0, 0.6, 8, 3, 0.95), (0.1, 0.2, 1.0, 0.5, 10, 4, 0.9),
         (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
         (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))[severity - 1]
-    n, h, w = x.shape
-    flakes = _centre_zoom(rng.normal(loc, scale, x.shape), zoom)
+    n = len(x)
+    flakes = _centre_zoom(rng.normal(loc, scale, (*x.shape[:3], 1)), zoom)  # one gray layer
     flakes = np.where(flakes < threshold, 0.0, flakes)
     flakes = _motion(np.clip(flakes, 0, 1), radius, sigma, rng.uniform(-135, -45, n))
-    base = blend * x + (1 - blend) * np.maximum(x, x * 1.5 + 0.5)
+    base = blend * x + (1 - blend) * np.maximum(x, _gray(x) * 1.5 + 0.5)
     return _clip(base + flakes + np.rot90(flakes, 2, axes=(1, 2)))
 
 
@@ -214,27 +243,32 @@ def _plasma(n, size, decay, rng):
 
 def fog(x, severity, rng):
     strength, decay = ((0.2, 3.0), (0.5, 3.0), (0.75, 2.5), (1.0, 2.0), (1.5, 1.75))[severity - 1]
-    n, h, w = x.shape
+    n, h, w, _ = x.shape
     size = 1 << int(np.ceil(np.log2(max(h, w))))
-    peak = x.max(axis=(1, 2), keepdims=True)
-    x = x + strength * _plasma(n, size, decay, rng)[:, :h, :w]
+    peak = x.max(axis=(1, 2, 3), keepdims=True)
+    x = x + strength * _plasma(n, size, decay, rng)[:, :h, :w, None]
     return _clip(x * peak / (peak + strength))
 
 
 def brightness(x, severity, rng):
-    return _clip(x + (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1])
+    """HSV value ``V = max`` over the channels raised by c, hue and saturation kept: each
+    pixel scaled by ``min(V + c, 1) / V`` (a black one set to gray c)."""
+    c = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    value = x.max(axis=-1, keepdims=True)
+    share = np.where(value > 0, x / np.where(value > 0, value, 1.0), 1.0)  # 1 where gray
+    return share * _clip(value + c)
 
 
 def contrast(x, severity, rng):
     c = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
-    mean = x.mean(axis=(1, 2), keepdims=True)
+    mean = x.mean(axis=(1, 2), keepdims=True)  # per channel
     return _clip((x - mean) * c + mean)
 
 
 def elastic_transform(x, severity, rng):
     alpha, sigma, affine = np.array(((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06),
                                      (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)))[severity - 1]
-    n, h, w = x.shape
+    n, h, w, c = x.shape
     alpha, sigma, affine = (v * min(h, w) for v in (alpha, sigma, affine))  # fractions of 32 in the reference
     # a random affine map: three points around the centre moved by up to `affine` pixels
     centre, half = np.array([h // 2, w // 2], np.float64), min(h, w) // 3
@@ -242,15 +276,15 @@ def elastic_transform(x, severity, rng):
     dst = src + rng.uniform(-affine, affine, (n, 3, 2))
     homog = np.concatenate([dst, np.ones((n, 3, 1))], axis=2)  # output points; solve for their source
     inverse = np.linalg.solve(homog, np.broadcast_to(src, (n, 3, 2)))  # (n, 3, 2): [y x 1] @ inverse
-    b, yy, xx = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), indexing="ij")
+    b, yy, xx, ch = np.meshgrid(np.arange(n), np.arange(h), np.arange(w), np.arange(c), indexing="ij")
     grid = np.stack([yy, xx, np.ones_like(yy)], axis=-1).astype(np.float64)
-    back = np.einsum("nhwk,nkc->cnhw", grid, inverse)
-    x = ndimage.map_coordinates(x, np.stack([b, back[0], back[1]]), order=1, mode="mirror")
+    back = np.einsum("nhwck,nkd->dnhwc", grid, inverse)
+    x = ndimage.map_coordinates(x, np.stack([b, back[0], back[1], ch]), order=1, mode="mirror")
     # then a smooth random displacement field of size alpha
     if alpha:
         fields = ndimage.gaussian_filter(rng.uniform(-1, 1, (2, n, h, w)), (0, 0, sigma, sigma),
-                                         mode="reflect", truncate=3.0) * alpha
-        x = ndimage.map_coordinates(x, np.stack([b, yy + fields[0], xx + fields[1]]), order=1, mode="reflect")
+                                         mode="reflect", truncate=3.0)[..., None] * alpha
+        x = ndimage.map_coordinates(x, np.stack([b, yy + fields[0], xx + fields[1], ch]), order=1, mode="reflect")
     return _clip(x)
 
 
@@ -265,10 +299,11 @@ def _area_matrix(size, small):
 
 def pixelate(x, severity, rng):
     c = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
-    n, h, w = x.shape
+    _, h, w, _ = x.shape
     sh, sw = max(int(h * c), 1), max(int(w * c), 1)
-    small = _area_matrix(h, sh) @ x @ _area_matrix(w, sw).T  # PIL's BOX resampling, down
-    return _area_matrix(sh, h) @ small @ _area_matrix(sw, w).T  # and back up
+    resample = lambda y, rows, cols: np.einsum("hi,nijc,wj->nhwc", rows, y, cols, optimize=True)
+    small = resample(x, _area_matrix(h, sh), _area_matrix(w, sw))  # PIL's BOX resampling, down
+    return resample(small, _area_matrix(sh, h), _area_matrix(sw, w))  # and back up
 
 
 _LUMINANCE = np.array([
@@ -276,7 +311,12 @@ _LUMINANCE = np.array([
     [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
     [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
     [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], np.float64)
-"""The JPEG standard's luminance quantisation table (ITU T.81, Annex K)."""
+"""The JPEG standard's luminance quantisation table (ITU T.81, Annex K.1)."""
+_CHROMINANCE = np.full((8, 8), 99.0)
+_CHROMINANCE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
+"""The JPEG standard's chrominance quantisation table (ITU T.81, Annex K.2)."""
+_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+"""JFIF's full-range RGB -> YCbCr matrix (Cb and Cr then offset by 128)."""
 
 
 def _dct_matrix(n=8):
@@ -286,43 +326,67 @@ def _dct_matrix(n=8):
     return m  # orthonormal DCT-II: coefficients = m @ block @ m.T
 
 
-def quantisation_table(quality: int) -> np.ndarray:
-    """The IJG (libjpeg) scaling of the luminance table for ``quality`` in 1..100."""
+def quantisation_table(quality: int, table: np.ndarray = _LUMINANCE) -> np.ndarray:
+    """The IJG (libjpeg) scaling of ``table`` (the luminance one by default) for ``quality`` in 1..100."""
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
     scale = 5000 / quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((_LUMINANCE * scale + 50) / 100), 1, 255)
+    return np.clip(np.floor((table * scale + 50) / 100), 1, 255)
+
+
+def _code_plane(pixels: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """One component ``(N, H, W)`` of values 0..255 through the 8x8 DCT quantised by ``q`` and
+    back, rounded and clamped to 0..255 as a decoder's output."""
+    n, h, w = pixels.shape
+    ph, pw = -h % 8, -w % 8
+    blocks = (np.pad(pixels, ((0, 0), (0, ph), (0, pw)), mode="edge") - 128).reshape(
+        n, (h + ph) // 8, 8, (w + pw) // 8, 8)
+    d = _dct_matrix()
+    coef = np.einsum("ki,nbiBj,lj->nbkBl", d, blocks, d, optimize=True)
+    coef = np.round(coef / q[None, None, :, None, :]) * q[None, None, :, None, :]
+    back = np.einsum("ki,nbkBl,lj->nbiBj", d, coef, d, optimize=True).reshape(n, h + ph, w + pw)[:, :h, :w]
+    return np.clip(np.round(back + 128), 0, 255)
 
 
 def jpeg(x: np.ndarray, quality: int) -> np.ndarray:
     """Baseline JPEG's lossy round trip of grayscale images ``(N, H, W)`` in [0, 1]."""
-    n, h, w = x.shape
-    ph, pw = -h % 8, -w % 8
-    pixels = np.pad(np.round(x * 255), ((0, 0), (0, ph), (0, pw)), mode="edge") - 128
-    blocks = pixels.reshape(n, (h + ph) // 8, 8, (w + pw) // 8, 8)
-    d, q = _dct_matrix(), quantisation_table(quality)
-    coef = np.einsum("ki,nbiBj,lj->nbkBl", d, blocks, d, optimize=True)
-    coef = np.round(coef / q[None, None, :, None, :]) * q[None, None, :, None, :]
-    back = np.einsum("ki,nbkBl,lj->nbiBj", d, coef, d, optimize=True).reshape(n, h + ph, w + pw)[:, :h, :w]
-    return np.clip(np.round(back + 128), 0, 255) / 255
+    return _code_plane(np.round(x * 255), quantisation_table(quality)) / 255
+
+
+def jpeg_colour(x: np.ndarray, quality: int) -> np.ndarray:
+    """Baseline JPEG's lossy round trip of RGB images ``(N, H, W, 3)`` in [0, 1]: YCbCr, Y at
+    full resolution, Cb and Cr averaged over 2x2 blocks (4:2:0), each component quantised with
+    its table, chroma replicated back over its blocks, RGB."""
+    _, h, w, _ = x.shape
+    ycc = np.clip(np.round(np.round(x * 255) @ _YCBCR.T + [0, 128, 128]), 0, 255)
+    luma = _code_plane(ycc[..., 0], quantisation_table(quality))
+    chroma = np.pad(ycc[..., 1:], ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    n, h2, w2, _ = chroma.shape
+    chroma = chroma.reshape(n, h2 // 2, 2, w2 // 2, 2, 2).mean(axis=(2, 4))
+    q = quantisation_table(quality, _CHROMINANCE)
+    chroma = np.stack([_code_plane(chroma[..., k], q) for k in range(2)], axis=-1)
+    chroma = chroma.repeat(2, axis=1).repeat(2, axis=2)[:, :h, :w] - 128
+    rgb = np.concatenate([luma[..., None], chroma], axis=-1) @ np.linalg.inv(_YCBCR).T
+    return np.clip(np.round(rgb), 0, 255) / 255
 
 
 def jpeg_compression(x, severity, rng):
-    return jpeg(x, (80, 65, 58, 50, 40)[severity - 1])
+    quality = (80, 65, 58, 50, 40)[severity - 1]
+    return jpeg(x[..., 0], quality)[..., None] if x.shape[-1] == 1 else jpeg_colour(x, quality)
 
 
 CORRUPTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     f.__name__: f for f in (gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur,
                             motion_blur, zoom_blur, snow, fog, brightness, contrast,
                             elastic_transform, pixelate, jpeg_compression)}
-"""Each ``f(images (N, H, W) float64 in [0, 1], severity 1..5, rng) -> images``."""
+"""Each ``f(images (N, H, W, C) float64 in [0, 1], C = 1 or 3, severity 1..5, rng) -> images``."""
 
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """``images`` under corruption ``name`` at ``severity``, deterministic for ``seed``.
 
-    ``images``: ``(N, H, W)`` or ``(N, H, W, 1)``, uint8 (0..255) or float in
-    ``[0, 1]``; the result has the same shape and dtype.
+    ``images``: grayscale ``(N, H, W)`` or ``(N, H, W, 1)``, or RGB ``(N, H, W, 3)``, uint8
+    (0..255) or float in ``[0, 1]``; the result has the same shape and dtype.
     """
     if name not in CORRUPTIONS:
         why = f" ({SKIPPED[name]})" if name in SKIPPED else ""
@@ -355,16 +419,22 @@ def corrupt_random(images: np.ndarray, seed: int = 0, names=None) -> tuple[np.nd
 
 
 def _as_float(images: np.ndarray):
+    """``images`` as float64 ``(N, H, W, C)`` in [0, 1], and the function taking such a result
+    back to their shape and dtype."""
     images = np.asarray(images)
-    squeeze = images.ndim == 4
-    if images.ndim not in (3, 4) or (squeeze and images.shape[-1] != 1):
-        raise ValueError(f"images must be (N, H, W) or (N, H, W, 1) grayscale, got shape {images.shape}")
-    x = images[..., 0] if squeeze else images
+    channels = images.ndim == 4
+    if images.ndim not in (3, 4) or (channels and images.shape[-1] not in (1, 3)):
+        raise ValueError(f"images must be grayscale (N, H, W) or (N, H, W, 1), or RGB (N, H, W, 3), "
+                         f"got shape {images.shape}")
+    x = images if channels else images[..., None]
     is_int = np.issubdtype(images.dtype, np.integer)
     x = x.astype(np.float64) / 255.0 if is_int else x.astype(np.float64)
+    if x.size and not is_int and (x.min() < -1e-6 or x.max() > 1 + 1e-6):   # (interpolation's rounding)
+        raise ValueError(f"float images must lie in [0, 1], got values in [{x.min():g}, {x.max():g}]")
+    x = np.clip(x, 0.0, 1.0)
 
     def restore(y):
         y = np.round(y * 255).astype(images.dtype) if is_int else y.astype(images.dtype)
-        return y[..., None] if squeeze else y
+        return y if channels else y[..., 0]
 
     return x, restore

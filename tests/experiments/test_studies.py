@@ -143,12 +143,13 @@ def test_corruptions_from_study(a1, fashion, tmp_path, monkeypatch):
     assert len(clean) == 3 and all(r["spec"]["weight_decay"] == 1e-5 for r in clean)  # A1's, not 0
     for r in tuned:
         assert len(r["corrupted"]) == 14 and all(len(v) == 5 for v in r["corrupted"].values())
-    assert len(list((out / "models").glob("*.msgpack"))) == 3
+    assert len(list((out / "models").glob("*.msgpack"))) == 3 + 3   # clean and fine-tuned
     summary = (out / "summary.md").read_text()
     assert "δ_t" in summary and "| jpeg_compression |" in summary
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
     monkeypatch.setattr(corruptions, "train_run", _fail)
-    monkeypatch.setattr(corruptions, "fine_tune_and_test", _fail)
+    monkeypatch.setattr(corruptions, "fine_tune", _fail)
+    monkeypatch.setattr(corruptions, "test_all", _fail)
     assert corruptions.main(args) == 0
 
 

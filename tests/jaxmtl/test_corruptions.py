@@ -159,5 +159,54 @@ def test_corrupt_random_and_errors():
         corrupt(IMAGES, "frost", 1)
     with pytest.raises(ValueError, match="severity"):
         corrupt(IMAGES, "fog", 6)
-    with pytest.raises(ValueError, match="grayscale"):
-        corrupt(np.zeros((2, 8, 8, 3), np.uint8), "fog", 1)
+    with pytest.raises(ValueError, match=r"or RGB \(N, H, W, 3\), got shape \(2, 8, 8, 2\)"):
+        corrupt(np.zeros((2, 8, 8, 2), np.uint8), "fog", 1)
+    with pytest.raises(ValueError, match=r"float images must lie in \[0, 1\], got values in \[-0.42, 1\]"):
+        corrupt(np.array([[[-0.42, 1.0]]]), "fog", 1)   # e.g. normalised pixels
+
+
+COLOUR = np.stack([ITEMS, np.roll(ITEMS, 3, axis=2), ITEMS // 2], axis=-1)[:6]
+"""RGB items: three different channels."""
+PER_CHANNEL_DRAWS = ("gaussian_noise", "shot_noise", "impulse_noise")
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_colour_images(name):
+    outs = [corrupt(COLOUR, name, s, seed=3) for s in SEVERITIES]
+    assert all(o.shape == COLOUR.shape and o.dtype == np.uint8 for o in outs)
+    np.testing.assert_array_equal(outs[0], corrupt(COLOUR, name, 1, seed=3))
+    assert all(np.abs(o.astype(float) - COLOUR).mean() > 0 for o in outs)
+    gray = ITEMS[:4]   # a gray image given as RGB gets the gray corruption in each channel
+    as_rgb = corrupt(np.repeat(gray[..., None], 3, axis=-1), name, 4, seed=5)
+    if name in PER_CHANNEL_DRAWS:
+        assert not np.array_equal(as_rgb[..., 0], as_rgb[..., 1])
+    else:
+        for k in range(3):
+            np.testing.assert_array_equal(as_rgb[..., k], corrupt(gray, name, 4, seed=5), err_msg=name)
+
+
+def test_colour_brightness_keeps_hue_and_saturation():
+    from matplotlib.colors import rgb_to_hsv
+
+    x = RNG.random((2, 8, 8, 3))
+    x[0, 0, 0] = 0.0   # black: becomes gray c
+    out = corrupt(x, "brightness", 2)
+    before, after = rgb_to_hsv(x), rgb_to_hsv(out)
+    lit = before[..., 2] > 0
+    np.testing.assert_allclose(after[..., :2][lit], before[..., :2][lit], atol=1e-9)
+    np.testing.assert_allclose(after[..., 2], np.minimum(before[..., 2] + 0.1, 1.0), atol=1e-12)
+    np.testing.assert_allclose(out[0, 0, 0], [0.1, 0.1, 0.1])
+
+
+def test_colour_contrast_per_channel_and_colour_jpeg():
+    x = np.zeros((1, 2, 2, 3))
+    x[0, 0, 0] = [1.0, 0.2, 0.0]   # channel means 0.25, 0.05, 0
+    np.testing.assert_allclose(corrupt(x, "contrast", 1)[0, :, :, 0], [[0.8125, 0.0625], [0.0625, 0.0625]])
+    assert np.all(corrupt(x, "contrast", 1)[..., 2] == 0)
+    flat = np.broadcast_to(np.array([200, 40, 90]) / 255, (1, 16, 16, 3))   # one colour: DC only
+    assert np.abs(module.jpeg_colour(flat, 100) - flat).max() <= 1 / 255   # quality 100: rounding only
+    # quality 40: the chroma DC's step is 21 (so 21/8 levels of Cb), x 1.772 in blue: at most 3 levels
+    assert np.abs(module.jpeg_colour(flat, 40) - flat).max() <= 3 / 255
+    img = RNG.random((2, 16, 24, 3))
+    assert np.abs(module.jpeg_colour(img, 10) - img).mean() > np.abs(module.jpeg_colour(img, 90) - img).mean()
+    assert np.array_equal(quantisation_table(50, module._CHROMINANCE), module._CHROMINANCE)

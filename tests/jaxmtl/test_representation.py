@@ -58,7 +58,6 @@ def test_mgda_weights_come_from_the_representation_gramian_and_reach_the_trunk()
     the representation Jacobian; the heads get the plain sum."""
     model, variables, batch = setup(dropout=0.0)
     params = variables["params"]
-    captured = {}
 
     def probe(task_grads, _):
         return task_grads["encoder"]
