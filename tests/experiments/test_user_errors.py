@@ -82,7 +82,7 @@ def test_every_study_entry_point_reports_user_errors_without_traceback(tmp_path)
         (["experiments.paper_a.optimizer_study", "--dataset", "nyuv2", "--data-dir", str(tmp_path / "none"), *out],
          f"error: no <i>.npy files in {tmp_path}/none/train/image nor in the data set's other folders.\n"),
         (["experiments.paper_a.corruptions", "--bogus", *out], "unrecognized arguments: --bogus"),
-        (["experiments.paper_a.conflicts", "--dataset", "nyuv2", *out], "the conflicts study runs on multi_fashion only"),
+        (["experiments.paper_a.corruptions", "--dataset", "qm9", *out], "QM9's inputs are molecular graphs"),
         (["experiments.paper_a.loss_scale", "--preset", "nosuch", *out], "invalid choice: 'nosuch'"),
         (["experiments.paper_a.toy", "--bogus"], "unrecognized arguments: --bogus"),
         (["experiments.paper_b.trajectories", "--methods", "nosuch", *out], "'nosuch' is not a method name"),
