@@ -216,8 +216,9 @@ PAPER_C_LADDER = {
 model, loader settings and task set (:mod:`experiments.paper_c.ladder`)."""
 PAPER_C_QM9 = {
     "paper": dict(batch_size=120, epochs=300, lrs=[5e-3, 1e-3, 5e-4, 1e-4], weight_decays=[0.0], dropouts=[0.0],
-                  seeds=[0, 1, 2], val_seeds=1, schedule="plateau"),
-    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[0.0], dropouts=[0.0], schedule="plateau"),
+                  seeds=[0, 1, 2], val_seeds=1, schedule="plateau", problems=None),
+    "tiny": dict(batch_size=2, epochs=1, lrs=[1e-3], weight_decays=[0.0], dropouts=[0.0], schedule="plateau",
+                 problems=None),
 }
 """Paper C on QM9 (``scripts/QM9/*.sh``): batch 120, 300 epochs, ReduceLROnPlateau(0.7, patience 5,
 min 1e-5), the learning-rate grid, weight decay 0, one run per configuration then two more."""

@@ -201,12 +201,13 @@ def make_representation_train_step(apply_fn: Callable[..., Any], method: optax.G
         head_grads = heads_vjp(jnp.asarray(h, losses.dtype))[0]
         cotangent = jax.tree.map(lambda c, rep: c.astype(rep.dtype), cotangent, z)   # z: any pytree of features
         grads = jax.tree.map(jnp.add, trunk_vjp(cotangent)[0], head_grads)
-        updates, model_state = tx.update(model_part(grads), opt_state.model, model_part(params), value=jnp.sum(losses))
+        updates, model_state = optax.with_extra_args_support(tx).update(
+            model_part(grads), opt_state.model, model_part(params), value=jnp.sum(losses))
         rot_state = None
         if rotation_tx is not None:
             loss_of = lambda s: rotation_loss(rotation_matrices(s, parametrization), rep_grads)  # noqa: E731
-            rot_updates, rot_state = rotation_tx.update(jax.grad(loss_of)(params[ROTATIONS]), opt_state.rotations,
-                                                        params[ROTATIONS])
+            rot_updates, rot_state = optax.with_extra_args_support(rotation_tx).update(
+                jax.grad(loss_of)(params[ROTATIONS]), opt_state.rotations, params[ROTATIONS], value=jnp.sum(losses))
             updates = {**updates, ROTATIONS: rot_updates}
         new = {"params": optax.apply_updates(params, updates), **merge_collections(trunk_cols, head_cols, module)}
         out = new, RepresentationState(method_state, model_state, rot_state), losses
