@@ -69,7 +69,8 @@ def main(argv=None) -> int:
             if not args.no_lenet:
                 problems += [("MultiLeNet", "lenet", t, args.lenet_batch) for t in args.tasks]
             mem = flax_steps.memory(args.memory_tasks, log) if args.memory_tasks else []
-            table = flax_steps.markdown(flax_steps.run(problems, args.methods, args.repeats, log), mem)
+            methods = flax_steps.GRAMIAN_METHODS if args.methods == METHODS else args.methods
+            table = flax_steps.markdown(flax_steps.run(problems, methods, args.repeats, log), mem)
         elif section == "jacobian":
             table = jacobian_cost.markdown(jacobian_cost.run(args.jacobian_tasks, args.repeats, log))
         elif section == "heads":
