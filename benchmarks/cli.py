@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         methods = None if args.methods == METHODS else args.methods
         out = args.out or str(Path(__file__).resolve().parent / "RESULTS_GPU.md")
         return device_check.run(out, tasks=args.tasks, batch=args.flax_batch, lenet_batch=args.lenet_batch,
-                                repeats=args.repeats, methods=methods, solver_tasks=args.solver_tasks)
+                                lenet=not args.no_lenet, repeats=args.repeats, methods=methods,
+                                solver_tasks=args.solver_tasks)
 
     text = [f"# jaxmtl benchmarks\n\n{datetime.date.today()}: {machine()}{_torch_version()}.\n"
             f"Median of {args.repeats} jitted calls after a warm-up; ratios are against baselines "

@@ -59,8 +59,8 @@ def check_methods(methods, t: int, batch: int, log=print) -> list[dict]:
     return rows
 
 
-def run(out: Path, *, tasks=(2, 10, 40), batch: int = 256, lenet_batch: int = 256, repeats: int = 10,
-        methods=None, solver_tasks=(2, 8, 32, 128), log=print) -> int:
+def run(out: Path, *, tasks=(2, 10, 40), batch: int = 256, lenet_batch: int = 256, lenet: bool = True,
+        repeats: int = 10, methods=None, solver_tasks=(2, 8, 32, 128), log=print) -> int:
     methods = [m.name for m in registry.entries()] if methods is None else list(methods)
     text = [f"# jaxmtl device check\n\n{datetime.date.today()}: {machine()}.\n"
             f"`python -m benchmarks --device-check`; medians of {repeats} jitted calls after a warm-up; "
@@ -76,7 +76,8 @@ def run(out: Path, *, tasks=(2, 10, 40), batch: int = 256, lenet_batch: int = 25
     text.append(f"## Every method's step, device against CPU (MLP, T = 3, batch {batch})\n\n"
                 + "\n".join(lines) + note + extra + "\n")
     log("== Gramian step / mean step")
-    problems = [("MLP", "mlp", t, batch) for t in tasks] + [("MultiLeNet", "lenet", t, lenet_batch) for t in tasks]
+    problems = [("MLP", "mlp", t, batch) for t in tasks]
+    problems += [("MultiLeNet", "lenet", t, lenet_batch) for t in tasks] if lenet else []
     rows = flax_steps.run(problems, methods, repeats, log)
     text.append("## Gramian methods' step / Jacobian+mean step (lean path; target <= 1.3x)\n\n"
                 + flax_steps.markdown(rows, []) + "\n")

@@ -40,6 +40,7 @@ from typing import Any, Callable, NamedTuple  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 from jaxmtl.gramians import ScaledGramian, as_scaled, combine, gramian, scaled_gramian, update_dtype  # noqa: E402
 from jaxmtl.jacobians import stacked_vjp  # noqa: E402
@@ -71,9 +72,16 @@ class LeanJacobian(NamedTuple):
 class _Layer(NamedTuple):
     kernel: int          # index of the kernel among the params leaves
     bias: int | None     # index of the bias, None without one
-    rows: int            # rows of all its calls together
+    outputs: tuple       # (shape, dtype) of each call's output
     width_in: int
-    width_out: int
+
+    @property
+    def rows(self) -> int:   # rows of all its calls together
+        return sum(int(np.prod(shape[:-1])) for shape, _ in self.outputs)
+
+    @property
+    def width_out(self) -> int:
+        return self.outputs[0][0][-1]
 
 
 def _is_dense_call(context) -> bool:
@@ -110,9 +118,8 @@ def _dense_layers(loss_fn, params, args, kwargs, has_aux, mask) -> tuple[int, di
             if _is_dense_call(context):
                 k, b = _leaf_index(context, "kernel", index), _leaf_index(context, "bias", index)
                 if k is not None and (b is not None or not context.module.use_bias):
-                    rows = out.size // out.shape[-1]
-                    prev = found.get(k)
-                    found[k] = _Layer(k, b, rows + (prev.rows if prev else 0), a[0].shape[-1], out.shape[-1])
+                    calls = found[k].outputs if k in found else ()
+                    found[k] = _Layer(k, b, (*calls, (out.shape, out.dtype)), a[0].shape[-1])
             return out
 
         losses, _ = _run(loss_fn, p, args, kwargs, has_aux, record)
@@ -185,7 +192,7 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
             losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
             return losses, (aux, inputs)
 
-        eps = _zero_perturbations(loss_fn, params, args, kwargs, has_aux, mask, chosen)
+        eps = [[jnp.zeros(shape, dtype) for shape, dtype in ly.outputs] for ly in chosen]
         losses, vjp_fn, (aux, inputs) = jax.vjp(
             f, [leaves[i] for i in free], [leaves[i] for i in routed_leaves], eps, has_aux=True)
 
@@ -223,30 +230,6 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
         return value, LeanJacobian(jax.tree.unflatten(treedef, out), gram, combination, len(chosen))
 
     return wrapped
-
-
-def _zero_perturbations(loss_fn, params, args, kwargs, has_aux, mask, chosen) -> list:
-    """Zeros of the shape of every call's output of every routed layer (an abstract run)."""
-    if not chosen:
-        return []
-    order = {ly.kernel: n for n, ly in enumerate(chosen)}
-    shapes: list = [[] for _ in chosen]
-
-    def run(p):
-        leaves = jax.tree.leaves(p)
-        index = {id(x): i for i, x in enumerate(leaves) if mask[i]}
-
-        def record(next_fun, a, kw, context):
-            out = next_fun(*a, **kw)
-            k = _leaf_index(context, "kernel", index) if _is_dense_call(context) else None
-            if k in order:
-                shapes[order[k]].append((out.shape, out.dtype))
-            return out
-
-        return _run(loss_fn, p, args, kwargs, has_aux, record)[0]
-
-    jax.eval_shape(run, params)
-    return [[jnp.zeros(s, d) for s, d in calls] for calls in shapes]
 
 
 def _layer_gram(inputs: list, cots: list, bias: bool) -> jax.Array:
