@@ -110,15 +110,17 @@ def run(problems, methods, repeats: int, log=print) -> list[dict]:
     for label, kind, t, batch in problems:
         model, variables, data, tasks, shared = problem(kind, t, batch)
         args = (variables, data, jax.random.PRNGKey(0))
-        base = {"ew": _step(model, variables, tasks, shared, None), "mean": _step(model, variables, tasks, shared, "mean")}
+        base = {"ew": _step(model, variables, tasks, shared, None),
+                "mean": _step(model, variables, tasks, shared, "mean")}
         for name in ["upgrad (Jacobian path)"] + [m for m in methods if m in GRAMIAN_METHODS]:
             method, lean = (name, True) if name in GRAMIAN_METHODS else ("upgrad", False)
             sec = _interleaved({**base, name: _step(model, variables, tasks, shared, method, lean)}, args, repeats)
-            rows.append({"problem": label, "T": t, "batch": batch, "method": name, "ms": 1e3 * sec[name],
-                         "mean_ms": 1e3 * sec["mean"], "ew_ms": 1e3 * sec["ew"], "vs_mean": sec[name] / sec["mean"],
-                         "vs_ew": sec[name] / sec["ew"]})
-            log(f"{label} T={t} batch {batch} {name:14s} {1e3 * sec[name]:8.1f} ms  x{sec[name] / sec['mean']:5.2f} "
-                f"Jacobian+mean ({1e3 * sec['mean']:.1f} ms)  x{sec[name] / sec['ew']:5.2f} EW ({1e3 * sec['ew']:.1f} ms)")
+            row = {"problem": label, "T": t, "batch": batch, "method": name, "ms": 1e3 * sec[name],
+                   "mean_ms": 1e3 * sec["mean"], "ew_ms": 1e3 * sec["ew"], "vs_mean": sec[name] / sec["mean"],
+                   "vs_ew": sec[name] / sec["ew"]}
+            rows.append(row)
+            log(f"{label} T={t} batch {batch} {name:14s} {row['ms']:8.1f} ms  x{row['vs_mean']:5.2f} "
+                f"Jacobian+mean ({row['mean_ms']:.1f} ms)  x{row['vs_ew']:5.2f} EW ({row['ew_ms']:.1f} ms)")
     return rows
 
 

@@ -107,7 +107,6 @@ def _run(loss_fn, params, args, kwargs, has_aux, interceptor):
 def _dense_layers(loss_fn, params, args, kwargs, has_aux, mask) -> tuple[int, dict[int, _Layer]]:
     """An abstract run of ``loss_fn``: ``T`` and the Dense layers with shared parameters."""
     found: dict[int, _Layer] = {}
-    meta: list = []
 
     def run(p):
         leaves = jax.tree.leaves(p)
@@ -122,12 +121,9 @@ def _dense_layers(loss_fn, params, args, kwargs, has_aux, mask) -> tuple[int, di
                     found[k] = _Layer(k, b, (*calls, (out.shape, out.dtype)), a[0].shape[-1])
             return out
 
-        losses, _ = _run(loss_fn, p, args, kwargs, has_aux, record)
-        meta.append(losses.shape[0])
-        return losses
+        return _run(loss_fn, p, args, kwargs, has_aux, record)[0]
 
-    jax.eval_shape(run, params)
-    return meta[0], found
+    return jax.eval_shape(run, params).shape[0], found
 
 
 def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared: Mask = None,
