@@ -1,7 +1,8 @@
 """Benchmarks: every figure a ratio against a baseline run in the same process.
 
-    python -m benchmarks [--sections overhead jacobian solvers torch] [--tasks 2 10 40]
-                      [--repeats 10] [--out benchmarks/RESULTS.md] [--quick]
+    python -m benchmarks [--sections overhead flax jacobian heads solvers torch] [--tasks 2 10 40]
+                      [--repeats 10] [--out benchmarks/RESULTS.md]
+    python -m benchmarks --device-check [--out benchmarks/RESULTS_GPU.md]   # on an accelerator
 
 Sections (each a module here):
 
@@ -9,6 +10,10 @@ Sections (each a module here):
   bare Jacobian+mean step, on the MLP (1296-512-512, T linear heads, batch 256)
   for each ``--tasks`` and on the Multi-Fashion MultiLeNet (batch 256, T = 2);
   the Gramian-only path beside it;
+* ``flax``: the studies' train step on Flax models (an MLP of ``nn.Dense`` layers, the
+  MultiLeNet) for every Gramian method by the lean path (:mod:`jaxmtl.flax_gramian`) / the
+  Jacobian+mean step and / the EW step, and XLA's peak-memory estimate of the lean UPGrad
+  path against the one-vmap Jacobian at ``--memory-tasks`` (MLP, SegNet);
 * ``jacobian``: Jacobian time and XLA's peak-memory estimate versus T for the
   full, shared-only and chunked modes, and the Gramian-only path;
 * ``solvers``: each weighting alone on fixed Gramians, T = 2 ... 128, against

@@ -34,7 +34,7 @@ from tqdm import tqdm
 import jaxmtl
 from experiments.cli import UsageError
 from experiments.datasets import DEFAULT, get as get_dataset
-from experiments.optimizers import base_optimizer, lr_factor, make_optimizer
+from experiments.optimizers import MTL_IO, base_optimizer, lr_factor, make_optimizer
 from jaxmtl import registry
 from jaxmtl.data import prefetch
 from jaxmtl.data.tasks import higher_is_better
@@ -365,9 +365,12 @@ class _Steps:
                                                       input_key=bench.input_key, probe=probe,
                                                       weight_decay=spec.weight_decay)
             else:
+                # a Gramian method under a shared optimiser: no Jacobian of the routed Dense layers
+                lean = (info is not None and info.kind == "gramian" and probe is None
+                        and spec.optimizer not in ("adatask", *MTL_IO))
                 self.train = make_task_train_step(apply_fn, self.tx, trained, shared=shared_mask,
                                                   input_key=bench.input_key, probe=probe,
-                                                  previous_batch=self.previous)
+                                                  previous_batch=self.previous, lean_gramian=lean)
         self.eval = _eval_step(spec, data, self.model, self.tasks, self.rotations)
 
     def start(self, params: Any, state: dict, example: Any) -> tuple[Any, Any]:

@@ -54,11 +54,21 @@ class Dense:
         return y + params["b"] if "b" in params else y
 
 
-def dense_route(rows: int, width_in: int, width_out: int, num_tasks: int) -> str:
-    """``"activations"`` or ``"parameters"``: the route with fewer flops for one Dense layer."""
+def dense_route(rows: int, width_in: int, width_out: int, num_tasks: int, *,
+                combine_by_backward: bool = False) -> str:
+    """``"activations"`` or ``"parameters"``: the route with fewer flops for one Dense layer.
+
+    ``combine_by_backward``: the update ``J^T w`` of a parameters-routed layer is then
+    ``sum_t w_t g_t`` from its per-task gradients (``T in out`` flops) and that of an
+    activations-routed layer comes from one more backward pass (``2 N in out`` flops:
+    its weight gradient and its input cotangent), as in :mod:`jaxmtl.flax_gramian`.
+    """
     n, t = rows, num_tasks
     activations = n * n * width_in + t * n * n * width_out + t * t * n * width_out
     parameters = t * n * width_in * width_out + t * t * width_in * width_out
+    if combine_by_backward:
+        activations += 2 * n * width_in * width_out
+        parameters += t * width_in * width_out
     return "activations" if activations < parameters else "parameters"
 
 
@@ -68,7 +78,7 @@ GRAM_BLOCKS = 4
 at T = 128 on the benchmark MLP instead of 0.34x)."""
 
 
-def _dense_gram(h: jax.Array, d: jax.Array) -> jax.Array:
+def dense_gram(h: jax.Array, d: jax.Array) -> jax.Array:
     """``<h^T D_t, h^T D_s>`` for all ``t, s`` from the input ``h (N, in)`` and the stacked
     output cotangents ``d (T, N, out)``, without forming ``h^T D_t``."""
     n = h.shape[0]
@@ -140,7 +150,7 @@ def _forward_and_gramian(layers, head_loss, route, stacked_heads, params, x, arg
         if isinstance(layer, Dense) and _pick(route, inputs[i], d, p) == "activations":
             rows_in = jnp.reshape(inputs[i], (-1, inputs[i].shape[-1])).astype(jnp.float32)
             rows_d = jnp.reshape(d, (t, -1, d.shape[-1])).astype(jnp.float32)
-            g = g + _dense_gram(rows_in, rows_d)
+            g = g + dense_gram(rows_in, rows_d)
             if "b" in p:
                 sums = jnp.sum(rows_d, axis=1)
                 g = g + jnp.einsum("to,so->ts", sums, sums, precision=_HIGHEST)

@@ -39,7 +39,8 @@ import jax.numpy as jnp
 import optax
 
 from jaxmtl._checks import task_count
-from jaxmtl.gramians import ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian
+from jaxmtl.gramians import (ScaledGramian, as_scaled, combine, num_tasks as _num_tasks, scaled_gramian,
+                             update_dtype)
 
 _STATE_TYPES: set[type] = set()
 
@@ -119,6 +120,9 @@ def method(update_fn: UpdateFn, init_fn: Callable[[Any], Any], *, name: str,
         if losses is not None:
             losses = jnp.asarray(losses, jnp.float32)
         updates, new_state = update_fn(task_grads, state, t=t, params=params, losses=losses, extra=extra)
+        if "combination" in extra:
+            raise ValueError(f"{name} does not take combination=: only a method whose update is "
+                             "sum_t w_t g_t (jaxmtl.weighted_method) can combine without the Jacobian")
         return skip_if_nonfinite(updates, new_state, state, losses)
 
     return optax.GradientTransformationExtraArgs(init, update)
@@ -186,6 +190,10 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
     ``gram`` is the Gramian of ``task_grads`` as a :class:`ScaledGramian` (or the
     ``gramian=`` extra argument, a Gramian of any origin such as representation
     gradients, brought to that form), ``None`` when ``uses_gramian`` is false.
+    The ``combination=`` extra argument, ``w -> [sum_t w_t g_t per leaf of task_grads]``,
+    replaces ``combine(w, task_grads)`` (the update from one backward pass of the
+    weighted loss, :mod:`jaxmtl.flax_gramian`: ``task_grads`` is then read for its
+    shapes only).
     ``init_fn(params)`` builds the state (default :class:`WeightsState`). The
     weights are recorded in ``state.weights`` when the state has them.
     """
@@ -197,6 +205,7 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
     def update_fn(task_grads, state, *, t, params, losses, extra):
         del params
         override = extra.pop("gramian", None)
+        combination = extra.pop("combination", None)
         gram = None
         if uses_gramian:
             gram = scaled_gramian(task_grads) if override is None else _override(override, t)
@@ -206,7 +215,9 @@ def weighted_method(weight_fn: WeightFn, *, name: str, num_tasks: int | None = N
             raise ValueError(f"{name}: the weighting returned shape {w.shape}; expected ({t},)")
         if state.weights is not None:
             state = state._replace(weights=w)
-        return combine(w, task_grads), state
+        if combination is None:
+            return combine(w, task_grads), state
+        return _combined(combination(w), task_grads), state
 
     return method(update_fn, init_fn, name=name, num_tasks=num_tasks, needs_losses=needs_losses)
 
@@ -226,6 +237,17 @@ def gramian_method(weights_fn: Callable[..., jax.Array], *, name: str, num_tasks
 
     return weighted_method(weight_fn, name=name, num_tasks=task_count(num_tasks, name),
                            needs_losses=needs_losses)
+
+
+def _combined(leaves: list, task_grads: Any) -> Any:
+    """The ``combination=`` extra argument's leaves in the structure and dtypes of an update."""
+    treedef = jax.tree.structure(task_grads)
+    grads = jax.tree.leaves(task_grads)
+    if len(leaves) != len(grads) or any(jnp.shape(u) != jnp.shape(g)[1:] for u, g in zip(leaves, grads)):
+        raise ValueError(f"combination returned shapes {[jnp.shape(u) for u in leaves]}; expected "
+                         f"{[jnp.shape(g)[1:] for g in grads]}")
+    return jax.tree.unflatten(treedef, [jnp.asarray(u).astype(update_dtype(jnp.result_type(g)))
+                                        for u, g in zip(leaves, grads)])
 
 
 def _override(gramian: Any, t: int) -> ScaledGramian:

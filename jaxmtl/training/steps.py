@@ -130,7 +130,8 @@ def training_losses(apply_fn: Callable[..., Any], tasks: Sequence[Task], input_k
 def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransformation,
                          tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
                          chunk_size: int | str | None = "auto",
-                         probe: Callable[[Any, Any], Any] | None = None, previous_batch: bool = False):
+                         probe: Callable[[Any, Any], Any] | None = None, previous_batch: bool = False,
+                         lean_gramian: bool = False):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
 
     ``tx`` also gets ``value=``, the summed task losses (for a loss-driven schedule such as
@@ -152,17 +153,39 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     and gets per-task gradients of the ``shared`` leaves (pair it with
     :func:`jaxmtl.partition` and the same mask). Other collections
     (``batch_stats``) follow the batch-norm rule of this module.
+
+    ``lean_gramian=True`` (for ``tx`` built around a method of the registry's kind
+    ``'gramian'``, alone or under :func:`jaxmtl.partition`, chained with optimisers of its
+    update): the task gradients come from :func:`jaxmtl.flax_gramian.lean_jacobian`, so
+    the Dense layers that its flop count routes through their activations have no
+    per-task gradients; ``tx`` gets their Gramian as ``gramian=`` and their update from
+    one backward pass as ``combination=``. Not with ``probe`` (it reads the task gradients).
     """
     loss_fn = training_losses(apply_fn, tasks, input_key)
-    grads_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
+    if lean_gramian and probe is not None:
+        raise ValueError("lean_gramian leaves some task gradients unformed: a probe needs them all")
+    if lean_gramian:
+        from jaxmtl.flax_gramian import lean_jacobian
+
+        lean_fn = lean_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
+
+        def grads_fn(params, state, batch, rng):
+            value, lean = lean_fn(params, state, batch, rng)
+            extra = dict(gramian=lean.gramian, combination=lean.combination) if lean.routed else {}
+            return value, lean.task_grads, extra
+    else:
+        jacobian_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
+
+        def grads_fn(params, state, batch, rng):
+            return *jacobian_fn(params, state, batch, rng), {}
 
     @jax.jit
     def step(variables, opt_state, batch, rng, prev_batch=None):
         params, state = split_variables(variables)
-        extra = {}
+        (losses, new_state), task_grads, extra = grads_fn(params, state, batch, rng)
         if previous_batch:
             extra["prev_batch_losses"] = loss_fn(params, state, prev_batch, jax.random.fold_in(rng, 1))[0]
-        (losses, state), task_grads = grads_fn(params, state, batch, rng)
+        state = new_state
         updates, opt_state = tx.update(task_grads, opt_state, params, losses=losses, value=jnp.sum(losses), **extra)
         out = {"params": optax.apply_updates(params, updates), **state}, opt_state, losses
         return out if probe is None else (*out, probe(task_grads, params))

@@ -30,3 +30,22 @@ def test_transfer_guard_catches_host_transfers():
 
 def test_peak_bytes_counts_outputs():
     assert common.peak_bytes(lambda x: jnp.tile(x, 1000), jnp.ones(250)) >= 4 * 250_000
+
+
+
+@pytest.mark.slow  # ~25 s of CPU on 2 cores; run with -m slow
+def test_device_check_runs_on_cpu(tmp_path):
+    out = tmp_path / "gpu.md"
+    assert bench.main(["--device-check", "--tasks", "2", "--methods", "upgrad", "sdmgrad", "--repeats", "1",
+                       "--flax-batch", "4", "--solver-tasks", "2", "--no-lenet", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| upgrad | 0.0e+00 | yes |" in text and "| sdmgrad | 0.0e+00 | yes |" in text
+    assert "| MLP | 2 | 4 | upgrad |" in text and "| 2 | upgrad |" in text
+
+
+def test_device_check_reports_a_step_that_disagrees(monkeypatch):
+    from benchmarks import device_check
+
+    monkeypatch.setattr(device_check, "TOLERANCE", -1.0)   # every step now counts as disagreeing
+    rows = device_check.check_methods(["mean", "auto_lambda"], 2, 4, log=lambda line: None)
+    assert rows == [{"method": "mean", "rel": 0.0, "ok": False}]   # auto_lambda: not a step of this form
