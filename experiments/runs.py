@@ -204,9 +204,14 @@ class Hook:
     * :meth:`on_probe` -- after step ``step``, with the probe's value and the new optimiser state.
     * :meth:`on_epoch` -- after each evaluation, with the epoch's record and the ``params``.
     * :meth:`record` -- what the hook adds to the run's record at the end.
+
+    :attr:`variables` true: :meth:`on_step` and :meth:`on_epoch` get the model's Flax
+    variables (``{"params": ..., **other collections}``, e.g. batch statistics) in place
+    of ``params``.
     """
 
     step_probe: Callable[[Any, Any], Any] | None = None
+    variables: bool = False
 
     def on_step(self, step: int, params, batch, rng) -> None:
         pass
@@ -442,7 +447,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
         for batch in prefetch(bench.batches(data.train, spec.batch_size, rng), device_put=False):
             key, sub = jax.random.split(key)
             for hook in hooks:
-                hook.on_step(count, params, batch, sub)
+                hook.on_step(count, {"params": params, **state} if hook.variables else params, batch, sub)
             start_time = time.perf_counter()
             batch = put(batch)
             out = step({"params": params, **state}, opt_state, batch, sub, *((previous,) if steps.previous else ()))
@@ -477,7 +482,7 @@ def train_run(spec: RunSpec, data: Any, *, progress=None, hooks: Sequence[Hook] 
                       {"epoch": epoch + 1, "count": count, "epochs": epochs, "step_times": step_times,
                        "rng": generator_state(rng)})
         for hook in hooks:
-            hook.on_epoch(record, params)
+            hook.on_epoch(record, {"params": params, **state} if hook.variables else params)
     if ckpt is not None:
         ckpt.close()
     out = {"key": spec.key, "label": spec.label, "spec": spec.record_fields(), "tasks": names,

@@ -38,7 +38,8 @@ WHICH = ("largest", "magnitude")
 
 
 def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, key: jax.Array,
-                           num_iters: int = 20, which: str = "largest", return_vector: bool = False):
+                           num_iters: int = 20, which: str = "largest", return_vector: bool = False,
+                           return_history: bool = False):
     """Top eigenvalue of the Hessian of the scalar ``loss_fn(params)`` at ``params``.
 
     ``which="largest"`` (default) returns the largest *algebraic* eigenvalue
@@ -58,7 +59,10 @@ def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, 
 
     Returns the eigenvalue (a scalar), or ``(eigenvalue, vector)`` when
     ``return_vector`` (static) is true, ``vector`` being the unit-norm Ritz
-    vector as a pytree shaped like ``params``.
+    vector as a pytree shaped like ``params``. ``return_history`` (static) adds, last,
+    the ``(min(num_iters, P),)`` history of the answer: entry ``k - 1`` is the eigenvalue
+    ``k`` steps from the same start vector give (the leading ``k x k`` block of ``T``),
+    for a convergence check after the fact.
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
@@ -111,9 +115,18 @@ def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, 
     values, vectors = jnp.linalg.eigh(t / scale)
     index = m - 1 if which == "largest" else jnp.argmax(jnp.abs(values))
     value = values[index] * scale
-    if not return_vector:
-        return value
-    return value, unravel(_unit(mv(basis.T, vectors[:, index])))
+    out = (value,)
+    if return_vector:
+        out += (unravel(_unit(mv(basis.T, vectors[:, index]))),)
+    if return_history:
+        out += (jnp.stack([_pick(jnp.linalg.eigvalsh(t[:k, :k] / scale), which) for k in range(1, m)]
+                          + [values[index]]) * scale,)
+    return out[0] if len(out) == 1 else out
+
+
+def _pick(values: jax.Array, which: str) -> jax.Array:
+    """The eigenvalue ``which`` of ascending ``values``."""
+    return values[-1] if which == "largest" else values[jnp.argmax(jnp.abs(values))]
 
 
 def _norm(x: jax.Array) -> jax.Array:
