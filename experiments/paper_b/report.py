@@ -170,7 +170,7 @@ def estimate_noise(records: list[dict], points: list[dict], tasks: list[str]) ->
         rel = np.abs(a - b) / np.maximum((np.abs(a) + np.abs(b)) / 2, 1e-30)
         diffs = np.asarray([p[q] for p in points if p[q] is not None and np.isfinite(p[q])], float)
         own = [np.asarray(r["trajectory"]["checkpoints"][q], float) for r in records]
-        level = np.median(np.abs(np.concatenate([o.ravel() for o in own]))) if own else np.nan
+        level = np.nanmedian(np.abs(np.concatenate([o.ravel() for o in own]))) if own else np.nan
         rows.append([label, f"{np.median(rel):.1%}" if len(rel) else "-", len(rel),
                      f"{np.median(np.abs(diffs)) / level:.1%}" if len(diffs) and level > 0 else "-"])
     noise = np.concatenate([np.asarray(r["trajectory"]["checkpoints"]["noise_scale"], float).ravel() for r in records])

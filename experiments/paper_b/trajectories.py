@@ -3,7 +3,7 @@ explain multi-task transfer?
 
     python -m experiments.paper_b.trajectories --preset tiny|quick|paper [--out results/trajectories/quick]
     python -m experiments.paper_b.trajectories --problems CL+RR CL+CR      # Multi-MNIST's pairs only
-    python -m experiments.paper_b.trajectories --dataset nyuv2 --data-dir DIR [--tiny-model]
+    python -m experiments.paper_b.trajectories --dataset NAME --data-dir DIR [--tiny-model]   # Cityscapes, NYUv2, CelebA
 
 Protocol (ours, ``../shared/STUDIES.md``), on each problem of :data:`PROBLEMS` (Multi-Fashion
 with MultiLeNet; Multi-MNIST's pairs CL+RR and CL+CR, Fashion-MNIST items, with paper C's
@@ -18,9 +18,9 @@ same data order (:func:`experiments.runs.train_run` with the seed). Along each r
 * at ``checkpoints`` steps spread evenly over the run (the first and last included), per
   task, on a fixed probe batch (the first ``probe`` training examples): the empirical Fisher
   trace, McCandlish et al.'s simple noise scale and the gradient coherence (from per-example
-  gradients of all parameters) and, on its first ``hessian_probe`` examples, the sharpness
-  (largest Hessian eigenvalue of the task loss over all parameters, ``hessian_iters`` Lanczos
-  steps, with the step where it passed the convergence check
+  gradients of all parameters) and, on its first ``hessian_probe`` examples, the sharpness of
+  each trained task (largest Hessian eigenvalue of the task loss over all parameters,
+  ``hessian_iters`` Lanczos steps, with the step where it passed the convergence check
   :func:`~experiments.paper_b.analysis.converged_iterations`); at the last checkpoint of
   the first seed's runs the same on the next ``probe`` examples too (each estimate's own
   noise, when the training set holds them);
@@ -39,7 +39,8 @@ MTL-minus-STL difference; the correlation of both conflict measures with the tas
 optimization deficit against its STL run and, separately, with the gap.
 
 ``quick``: 4 seeds, EW, the three problems, 512 training examples for 8 epochs (128 steps of
-32), 4 checkpoints, B_simple from 256 examples, sharpness on 32 (at most 24 Lanczos steps);
+32), validation on 256, 4 checkpoints, B_simple from 256 examples, sharpness on 32 (20
+Lanczos steps, the convergence check's minimum);
 ``tiny`` is the tests'. Writes ``results.jsonl`` (one line per run with
 its trajectory, resumable), ``summary.md`` and ``summary.png`` into ``--out``.
 """
@@ -71,20 +72,22 @@ from jaxmtl.models import shared_mask
 from jaxmtl.training import evaluate_tasks, make_task_eval_step
 from jaxmtl.training.steps import split_variables, task_losses
 
-PROBLEMS = {"multi_fashion": ("multi_fashion", None), "CL+RR": ("multi_mnist", ("CL", "RR")),
-            "CL+CR": ("multi_mnist", ("CL", "CR"))}
-"""The study's problems: ``name: (data set, tasks)`` (``None``: the data set's own). Multi-MNIST's
-pairs are paper C's, with Fashion-MNIST items (offline here)."""
-STUDY_DATASETS = ("multi_fashion", "multi_mnist", "cityscapes", "nyuv2", "celeba")
+PAIRS = ("CL+RR", "CL+CR")
+PROBLEMS = {DEFAULT: (DEFAULT, None),
+            **{p: next((n, b.problems[p]) for n, b in DATASETS.items() if p in b.problems) for p in PAIRS}}
+"""The study's problems: ``name: (data set, tasks)`` (``None``: the data set's own): Multi-Fashion
+and Multi-MNIST's pairs CL+RR and CL+CR (paper C's, with Fashion-MNIST items, offline here)."""
+STUDY_DATASETS = tuple(n for n, b in DATASETS.items() if b.input_key == "image")
+"""The data sets of image batches (not QM9's padded molecule graphs)."""
 PROBE_FIELDS = ("every", "checkpoints", "probe", "hessian_probe", "train_eval", "hessian_iters", "cos_every")
 """Preset fields that shape a trajectory (part of a run's key)."""
 PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=2, batch_size=32, seeds=[0],
-                 methods=["ew", "mgda"], problems=["multi_fashion"], every=2, checkpoints=3, probe=16,
+                 methods=["ew", "mgda"], problems=[DEFAULT], every=2, checkpoints=3, probe=16,
                  hessian_probe=8, train_eval=64, hessian_iters=3, cos_every=1, levels=4),
-    "quick": dict(data=dict(n_train=512, n_val=512, n_test=64), epochs=8, batch_size=32, seeds=[0, 1, 2, 3],
+    "quick": dict(data=dict(n_train=512, n_val=256, n_test=64), epochs=8, batch_size=32, seeds=[0, 1, 2, 3],
                   methods=["ew"], problems=list(PROBLEMS), every=8, checkpoints=4, probe=256,
-                  hessian_probe=32, train_eval=512, hessian_iters=24, cos_every=1, levels=8),
+                  hessian_probe=32, train_eval=256, hessian_iters=20, cos_every=1, levels=8),
     "paper": dict(data=dict(), epochs=10, batch_size=256, seeds=[0, 1, 2, 3, 4], methods=list(METHOD_LABELS),
                   problems=list(PROBLEMS), every=50, checkpoints=20, probe=1024, hessian_probe=256,
                   train_eval=4096, hessian_iters=40, cos_every=1, levels=12),
@@ -113,13 +116,14 @@ _PROBES: dict = {}
 
 
 def probe_functions(spec: RunSpec, data, hessian_iters: int):
-    """Jitted ``(quantities, eval_step, tasks)`` of the model of ``spec`` on ``data``, compiled
-    once per configuration (STL and MTL runs of a problem share them).
+    """Jitted ``(quantities, sharpness, eval_step, tasks)`` of the model of ``spec`` on ``data``,
+    compiled once per configuration (STL and MTL runs of a problem share them); both
+    quantities take the model in evaluation mode.
 
-    ``quantities(variables, batch, key)``: per task ``(T,)``, on ``batch`` with the model in
-    evaluation mode, the sharpness (Lanczos, ``hessian_iters`` steps, all parameters) and its
-    history (``(T, hessian_iters)``), and from per-example gradients of all parameters the
-    empirical Fisher trace, the simple noise scale and the gradient coherence.
+    ``quantities(variables, batch)``: per task ``(T,)``, from per-example gradients of all
+    parameters, the empirical Fisher trace, the simple noise scale and the gradient coherence.
+    ``sharpness(variables, batch, key, task)``: the task's sharpness (Lanczos, ``hessian_iters``
+    steps, unrolled, all parameters) and its history ``(hessian_iters,)``.
     """
     key = (id(data), spec.dataset, spec.arch, spec.tiny, spec.dropout, spec.tasks, hessian_iters)
     entry = _PROBES.get(key)
@@ -136,19 +140,20 @@ def probe_functions(spec: RunSpec, data, hessian_iters: int):
     per_example = per_sample_jacobian(loss_fn)
 
     @jax.jit
-    def quantities(variables, batch, hessian_batch, key):
+    def quantities(variables, batch):
         params, state = split_variables(variables)
         grads = per_example(params, batch, state)[1]
-        top = lambda t: hessian_top_eigenvalue(lambda p: loss_fn(p, hessian_batch, state)[t], params,
-                                               key=jax.random.fold_in(key, t), num_iters=hessian_iters,
-                                               return_history=True)
-        sharp, history = jax.lax.map(top, jnp.arange(len(tasks)))  # one Lanczos loop for all tasks
-        return {"sharpness": sharp, "lanczos_history": history,
-                "fisher_trace": fisher_trace(grads, task_axis=True),
+        return {"fisher_trace": fisher_trace(grads, task_axis=True),
                 "noise_scale": gradient_noise_scale(grads, task_axis=True).simple,
                 "coherence": gradient_coherence(grads, task_axis=True)}
 
-    fns = (quantities, make_task_eval_step(model.apply, tasks, input_key=bench.input_key), tasks)
+    @jax.jit
+    def sharpness(variables, batch, key, task):
+        params, state = split_variables(variables)
+        return hessian_top_eigenvalue(lambda p: loss_fn(p, batch, state)[task], params, key=key,
+                                      num_iters=hessian_iters, return_history=True, unroll=True)
+
+    fns = (quantities, sharpness, make_task_eval_step(model.apply, tasks, input_key=bench.input_key), tasks)
     _PROBES[key] = (data, fns)
     return fns
 
@@ -168,7 +173,9 @@ class TrajectoryProbe(Hook):
 
     def __init__(self, spec: RunSpec, data, cfg: dict):
         bench = get_dataset(spec.dataset)
-        self.quantities, self.eval_step, self.tasks = probe_functions(spec, data, cfg["hessian_iters"])
+        self.quantities, self.sharpness, self.eval_step, self.tasks = probe_functions(spec, data,
+                                                                                      cfg["hessian_iters"])
+        self.trained = range(len(self.tasks)) if spec.stl_task is None else [spec.stl_task]
         self.input_key = bench.input_key
         size = min(bench.eval_batch_size or spec.batch_size, cfg["train_eval"])
         self.train_batches = lambda: itertools.islice(bench.batches(data.train, size, drop_last=False),
@@ -193,10 +200,18 @@ class TrajectoryProbe(Hook):
                          "pairs": np.stack(np.triu_indices(num, k=1), axis=1).tolist()}
         self.before, self.pending, self.last = None, None, None
 
-    def _values(self, variables, batch, step):
+    def _values(self, variables, batch, step) -> tuple[dict, list]:
+        """The quantities on ``batch`` (the sharpness of the trained tasks only, None for the
+        others) and the Lanczos steps each trained task's sharpness needed."""
+        values = {k: np.asarray(v).tolist() for k, v in self.quantities(variables, batch).items()}
         hessian_batch = jax.tree.map(lambda x: x[:self.hessian_probe], batch)
-        values = self.quantities(variables, batch, hessian_batch, jax.random.fold_in(self.key, step))
-        return {k: np.asarray(v) for k, v in values.items()}
+        key = jax.random.fold_in(self.key, step)
+        values["sharpness"], iters = [None] * len(self.tasks), []
+        for t in self.trained:
+            value, history = self.sharpness(variables, hessian_batch, jax.random.fold_in(key, t), t)
+            values["sharpness"][t] = float(value)
+            iters.append(pb.converged_iterations(np.asarray(history)))
+        return values, iters
 
     def _observe(self, step: int, variables) -> None:
         if step == self.last:
@@ -218,14 +233,13 @@ class TrajectoryProbe(Hook):
             self.log["val_loss"].append([val[t.name]["loss"] for t in self.tasks])
             self.log["val_metric"].append([val[t.name][t.metrics[0].name] for t in self.tasks])
         if step in self.checkpoints:
-            values = self._values(variables, self.probe, step)
+            values, iters = self._values(variables, self.probe, step)
             self.ck["steps"].append(step)
             for q in pb.QUANTITIES:
-                self.ck[q].append(values[q].tolist())
-            self.ck["lanczos_iters"].append([pb.converged_iterations(h) for h in values["lanczos_history"]])
+                self.ck[q].append(values[q])
+            self.ck["lanczos_iters"].append(iters)
             if step == self.total and self.second is not None:
-                second = self._values(variables, self.second, step + 1)
-                self.ck["second"] = {q: second[q].tolist() for q in pb.QUANTITIES}
+                self.ck["second"] = self._values(variables, self.second, step + 1)[0]
 
     def on_step(self, step, variables, batch, rng) -> None:
         self._observe(step, variables)

@@ -174,7 +174,10 @@ def test_tiny_study_end_to_end(tmp_path, monkeypatch, capsys):
         for q in pb.QUANTITIES:
             assert np.asarray(t["checkpoints"][q]).shape == (len(t["checkpoints"]["steps"]), 2)
             assert len(t["checkpoints"]["second"][q]) == 2  # the second probe batch, last checkpoint
-        assert np.all(np.asarray(t["checkpoints"]["sharpness"]) > 0)
+        sharp = np.asarray(t["checkpoints"]["sharpness"], float)  # the trained tasks' only
+        assert np.all(sharp[:, :trained] > 0 if trained == 2 else sharp[:, int(label[3])] > 0)
+        assert np.isnan(sharp).sum() == (0 if trained == 2 else len(sharp))
+        assert np.asarray(t["checkpoints"]["lanczos_iters"]).shape == (len(sharp), trained)
         assert t["metrics"] == ["accuracy", "accuracy"]
     # same seed: same initialisation, so the runs start at the same training loss
     ew = records["ew/adam/lr0.001/s0"]["trajectory"]
