@@ -38,8 +38,8 @@ spread); the correlation across runs and checkpoints of the gap with each quanti
 MTL-minus-STL difference; the correlation of both conflict measures with the task's
 optimization deficit against its STL run and, separately, with the gap.
 
-``quick``: 4 seeds, EW, the three problems, 512 training examples for 8 epochs (128 steps of
-32), validation on 256, 4 checkpoints, B_simple from 256 examples, sharpness on 32 (20
+``quick``: 4 seeds, EW, the three problems, 1024 training examples for 12 epochs (192 steps of
+64), validation on 512, 4 checkpoints, B_simple from 256 examples, sharpness on 32 (20
 Lanczos steps, the convergence check's minimum);
 ``tiny`` is the tests'. Writes ``results.jsonl`` (one line per run with
 its trajectory, resumable), ``summary.md`` and ``summary.png`` into ``--out``.
@@ -85,9 +85,9 @@ PRESETS = {
     "tiny": dict(data=dict(n_train=128, n_val=64, n_test=64), epochs=2, batch_size=32, seeds=[0],
                  methods=["ew", "mgda"], problems=[DEFAULT], every=2, checkpoints=3, probe=16,
                  hessian_probe=8, train_eval=64, hessian_iters=3, cos_every=1, levels=4),
-    "quick": dict(data=dict(n_train=512, n_val=256, n_test=64), epochs=8, batch_size=32, seeds=[0, 1, 2, 3],
+    "quick": dict(data=dict(n_train=1024, n_val=512, n_test=64), epochs=12, batch_size=64, seeds=[0, 1, 2, 3],
                   methods=["ew"], problems=list(PROBLEMS), every=8, checkpoints=4, probe=256,
-                  hessian_probe=32, train_eval=256, hessian_iters=20, cos_every=1, levels=8),
+                  hessian_probe=32, train_eval=512, hessian_iters=20, cos_every=1, levels=8),
     "paper": dict(data=dict(), epochs=10, batch_size=256, seeds=[0, 1, 2, 3, 4], methods=list(METHOD_LABELS),
                   problems=list(PROBLEMS), every=50, checkpoints=20, probe=1024, hessian_probe=256,
                   train_eval=4096, hessian_iters=40, cos_every=1, levels=12),
