@@ -97,7 +97,7 @@ def gap_tables(pairs: dict, methods: list[str], tasks: list[str], metrics: list[
         header = ["train loss", *[METHOD_LABELS.get(m, m) for m in here]]
         text.append(f"### Task {task}\n\nThreshold (twice the standard error of a mean gap from the STL "
                     f"runs' seed-to-seed spread of validation loss, {len(stl_runs)} seeds): "
-                    f"{fmt(threshold)} nats.\n\n" + markdown_table(header, rows + [opens]))
+                    f"{fmt(threshold)} (the task's loss units).\n\n" + markdown_table(header, rows + [opens]))
     note = ("Each cell: MTL minus STL validation loss [95% bootstrap interval over seeds] / the task's "
             f"validation metric ({', '.join(f'{t}: {m}' for t, m in zip(tasks, metrics))}) at the step where "
             "each run first reaches the training-loss level (interpolated), mean over seeds, and in "
