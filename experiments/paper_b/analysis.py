@@ -4,9 +4,11 @@ Mueller, Dredze, Andrews (TMLR 2024), "Can Optimization Trajectories Explain
 Multi-Task Transfer?"; the protocol is ours (``../shared/STUDIES.md``). A
 *trajectory* is a dict of one run as :mod:`experiments.paper_b.trajectories` logs it:
 ``steps`` (ascending ints), per-task ``train_loss``, ``val_loss`` and
-``val_acc`` (lists over steps of lists over tasks), the analysis
+``val_metric`` (lists over steps of lists over tasks), the analysis
 ``checkpoints`` (their own ``steps`` and per-task quantities) and the per-step
-``cosines`` of each task's gradient with the applied update.
+``conflict``: ``update``, the cosine of each trained task's gradient with the applied
+update, and ``inter``, the cosine of each pair of task gradients (``pairs``), both on
+the shared parameters.
 
 Everything compares one task of a multi-task (MTL) run with the single-task
 (STL) run of the same task and seed *at a training-loss level*: each run is
@@ -21,8 +23,13 @@ import numpy as np
 QUANTITIES = {"sharpness": "sharpness λ_max", "fisher_trace": "Fisher trace",
               "noise_scale": "noise scale B_simple", "coherence": "coherence"}
 """The analysis quantities recorded at checkpoints, with their labels."""
-GAP_THRESHOLD = 0.02
-"""A validation-loss gap (nats) counts as open when its magnitude reaches this."""
+CONFLICTS = {"update": "cos(g_t, update)", "inter": "cos(g_t, g_s)"}
+"""The two conflict measures of an MTL step, per task: the cosine of the task's gradient with
+the applied update, and the mean cosine of its gradient with the other tasks' (paper B's
+conflict *between tasks*)."""
+MIN_LANCZOS, LANCZOS_WINDOW, LANCZOS_RTOL = 20, 5, 1e-3
+"""Convergence check of the sharpness: at least 20 steps, then the first step whose answer
+moved by at most 1e-3 (relative) over the 5 steps before it."""
 
 
 def first_crossing(steps, losses, level: float) -> float | None:
@@ -46,7 +53,7 @@ def first_crossing(steps, losses, level: float) -> float | None:
 
 def series(traj: dict, name: str, task: int) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, values)`` of a logged series (``train_loss``, ``val_loss``,
-    ``val_acc``) or a checkpoint quantity (:data:`QUANTITIES`) of ``task``."""
+    ``val_metric``) or a checkpoint quantity (:data:`QUANTITIES`) of ``task``."""
     if name in QUANTITIES:
         ck = traj["checkpoints"]
         return np.asarray(ck["steps"], float), np.asarray(ck[name], float)[:, task]
@@ -81,9 +88,12 @@ def shared_levels(pairs: list[tuple[dict, dict]], task: int, n: int) -> np.ndarr
     return np.geomspace(hi, lo, n + 1)[1:]
 
 
-def opens_at(gaps, threshold: float = GAP_THRESHOLD) -> int | None:
+def opens_at(gaps, threshold: float) -> int | None:
     """Index of the first level (in training order) from which ``|gap| >= threshold`` at
-    every later level; ``None`` when it never stays open."""
+    every later level; ``None`` when it never stays open or the threshold is NaN (one seed:
+    :func:`experiments.paper_b.uncertainty.open_threshold`)."""
+    if not np.isfinite(threshold):
+        return None
     open_ = np.abs(np.asarray(gaps, float)) >= threshold
     for i in range(len(open_)):
         if open_[i:].all():
@@ -137,15 +147,25 @@ def explanation_points(stl: dict, mtl: dict, task: int) -> list[dict]:
     return points
 
 
+def task_conflicts(traj: dict, task: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(steps, update, inter)`` of an MTL run's task: per logged step, the cosine of the
+    task's gradient with the applied update, and the mean cosine of its gradient with each
+    other task's (over the pairs holding it)."""
+    c = traj["conflict"]
+    pairs = np.asarray(c["pairs"], int).reshape(-1, 2)
+    mine = (pairs == task).any(axis=1)
+    inter = np.asarray(c["inter"], float).reshape(len(c["steps"]), len(pairs))[:, mine].mean(axis=1)
+    return np.asarray(c["steps"]), np.asarray(c["update"], float)[:, task], inter
+
+
 def conflict_points(stl: dict, mtl: dict, task: int) -> list[dict]:
-    """Per logged interval ``[k_i, k_i+1)`` of the MTL run: the mean cosine of the
-    task's gradient with the applied update over the interval's steps, the
-    *optimization deficit* (the STL run's training-loss decrease over the same
-    steps minus the MTL run's: positive when multi-task training optimises the
-    task less) and the generalization gap at the MTL training loss at ``k_i+1``."""
+    """Per logged interval ``[k_i, k_i+1)`` of the MTL run: the mean over the interval's
+    steps of both conflict measures (:data:`CONFLICTS`, :func:`task_conflicts`), the
+    *optimization deficit* (the STL run's training-loss decrease over the same steps minus
+    the MTL run's: positive when multi-task training optimises the task less) and the
+    generalization gap at the MTL training loss at ``k_i+1``."""
     steps = np.asarray(mtl["steps"])
-    cos_steps = np.asarray(mtl["cosines"]["steps"])
-    cos = np.asarray(mtl["cosines"]["values"], float)
+    cos_steps, update, inter = task_conflicts(mtl, task)
     stl_train = dict(zip(stl["steps"], np.asarray(stl["train_loss"])[:, task]))
     mtl_train = np.asarray(mtl["train_loss"])[:, task]
     points = []
@@ -154,6 +174,21 @@ def conflict_points(stl: dict, mtl: dict, task: int) -> list[dict]:
         if not inside.any() or steps[i] not in stl_train or steps[i + 1] not in stl_train:
             continue
         deficit = (stl_train[steps[i]] - stl_train[steps[i + 1]]) - (mtl_train[i] - mtl_train[i + 1])
-        points.append({"step": int(steps[i + 1]), "cosine": float(cos[inside, task].mean()),
-                       "deficit": float(deficit), "gap": gap_at(stl, mtl, task, float(mtl_train[i + 1]))})
+        points.append({"step": int(steps[i + 1]), "update": float(update[inside].mean()),
+                       "inter": float(inter[inside].mean()), "deficit": float(deficit),
+                       "gap": gap_at(stl, mtl, task, float(mtl_train[i + 1]))})
     return points
+
+
+def converged_iterations(history, *, min_iters: int = MIN_LANCZOS, window: int = LANCZOS_WINDOW,
+                         rtol: float = LANCZOS_RTOL) -> int | None:
+    """The Lanczos steps the sharpness needed: the first ``k >= min_iters`` whose answer
+    (``history[k - 1]``, :func:`jaxmtl.analysis.hessian_top_eigenvalue`'s ``return_history``)
+    is within ``rtol`` (relative) of each of the ``window`` answers before it; ``None`` when
+    no step of ``history`` passes."""
+    h = np.asarray(history, float)
+    for k in range(max(min_iters, window + 1), len(h) + 1):
+        recent = h[k - 1 - window:k - 1]
+        if np.all(np.abs(recent - h[k - 1]) <= rtol * abs(h[k - 1])):
+            return k
+    return None

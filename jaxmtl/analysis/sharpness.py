@@ -38,7 +38,8 @@ WHICH = ("largest", "magnitude")
 
 
 def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, key: jax.Array,
-                           num_iters: int = 20, which: str = "largest", return_vector: bool = False):
+                           num_iters: int = 20, which: str = "largest", return_vector: bool = False,
+                           return_history: bool = False, unroll: bool = False):
     """Top eigenvalue of the Hessian of the scalar ``loss_fn(params)`` at ``params``.
 
     ``which="largest"`` (default) returns the largest *algebraic* eigenvalue
@@ -58,7 +59,12 @@ def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, 
 
     Returns the eigenvalue (a scalar), or ``(eigenvalue, vector)`` when
     ``return_vector`` (static) is true, ``vector`` being the unit-norm Ritz
-    vector as a pytree shaped like ``params``.
+    vector as a pytree shaped like ``params``. ``return_history`` (static) adds, last,
+    the ``(min(num_iters, P),)`` history of the answer: entry ``k - 1`` is the eigenvalue
+    ``k`` steps from the same start vector give (the leading ``k x k`` block of ``T``),
+    for a convergence check after the fact. ``unroll`` (static) unrolls the Lanczos loop at
+    trace time: a longer compilation, but on CPU XLA runs the Hessian-vector products of a
+    convolutional network several times faster outside a loop (4x measured on MultiLeNet).
     """
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
@@ -104,16 +110,25 @@ def hessian_top_eigenvalue(loss_fn: Callable[[Any], jax.Array], params: Any, *, 
         return basis, proj, v, h_scale
 
     init = (jnp.zeros((m, p), dtype), jnp.zeros((m, m), dtype), _unit(start), jnp.zeros((), dtype))
-    basis, proj, _, _ = jax.lax.fori_loop(0, m, step, init)
+    basis, proj, _, _ = jax.lax.fori_loop(0, m, step, init, unroll=unroll)
     t = jnp.triu(proj) + jnp.triu(proj, 1).T
     scale = jnp.max(jnp.abs(t))
     scale = jnp.where(jnp.isfinite(scale) & (scale > 0), scale, 1.0)
     values, vectors = jnp.linalg.eigh(t / scale)
     index = m - 1 if which == "largest" else jnp.argmax(jnp.abs(values))
     value = values[index] * scale
-    if not return_vector:
-        return value
-    return value, unravel(_unit(mv(basis.T, vectors[:, index])))
+    out = (value,)
+    if return_vector:
+        out += (unravel(_unit(mv(basis.T, vectors[:, index]))),)
+    if return_history:
+        out += (jnp.stack([_pick(jnp.linalg.eigvalsh(t[:k, :k] / scale), which) for k in range(1, m)]
+                          + [values[index]]) * scale,)
+    return out[0] if len(out) == 1 else out
+
+
+def _pick(values: jax.Array, which: str) -> jax.Array:
+    """The eigenvalue ``which`` of ascending ``values``."""
+    return values[-1] if which == "largest" else values[jnp.argmax(jnp.abs(values))]
 
 
 def _norm(x: jax.Array) -> jax.Array:

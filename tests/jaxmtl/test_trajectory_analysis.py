@@ -61,6 +61,20 @@ def test_quadratic_top_eigenvalue_with_fewer_steps_than_parameters():
     assert 1.99 < ritz <= 2.0 * (1 + 1e-6)  # 1.99976 measured
 
 
+def test_history_is_the_answer_of_fewer_steps():
+    # entry k - 1 of the history is what k steps from the same start vector return; the largest
+    # Ritz value never decreases with more steps (Cauchy interlacing) and ends at the answer
+    a = jnp.asarray(_rotated(np.linspace(0.0, 2.0, 30), seed=3), jnp.float32)
+    f = jax.jit(lambda y, k: hessian_top_eigenvalue(lambda z: 0.5 * z @ a @ z, y, key=k, num_iters=12,
+                                                    return_history=True))
+    value, history = f(jnp.ones(30), KEY)
+    assert history.shape == (12,) and float(history[-1]) == float(value)
+    assert np.all(np.diff(np.asarray(history)) >= -1e-5)
+    for k in (1, 7):
+        assert float(history[k - 1]) == pytest.approx(float(_quadratic_top(a, jnp.ones(30), KEY, num_iters=k)),
+                                                      rel=1e-5)
+
+
 def test_indefinite_hessian_which_eigenvalue_comes_back():
     # spectrum -5 (largest magnitude), 58 values in [-1, 1], and 2 (largest algebraic)
     lam = np.concatenate([[-5.0], np.random.default_rng(2).uniform(-1.0, 1.0, 58), [2.0]])
