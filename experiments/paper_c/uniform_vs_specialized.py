@@ -199,7 +199,7 @@ a squared error ``eta + L e^{-2 eta} / 2``, an L1 loss ``eta + L e^{-eta}``."""
 
 
 AT_REPRESENTATION = {"imtl": ("loss_scales", {}), "mgda_loss_plus": ("plain", {}),
-                     "graddrop": ("plain", {"reduce_axes": 1, "input_sign": True, "renormalize": True}),
+                     "graddrop": ("plain", {"batch_axes": [0], "input_sign": True, "renormalize": True}),
                      "rotograd": ("plain", {})}
 """The methods paper C's code applies to the gradients of the 50-d representation (not of the encoder's
 parameters), with the heads' rule and the settings of its ``optimizers/``: IMTL's heads weighted by

@@ -26,7 +26,7 @@ class GradDropState(NamedTuple):
 
 @register("graddrop", "GradDrop", "coordinate", "Chen et al. 2020", random=True, permutation="distribution",
           one_task_identity=True)
-def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int = 0, input_sign: bool = False,
+def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, batch_axes: tuple[int, ...] = (), input_sign: bool = False,
              renormalize: bool = False, num_tasks: int | None = None) -> optax.GradientTransformationExtraArgs:
     """GradDrop: drop each coordinate's gradients of the minority sign, at random.
 
@@ -46,7 +46,7 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
     Paper C's placement (its official ``optimizers/graddrop.py``, on the gradients
     with respect to a ``(batch, features)`` representation, see
     :func:`jaxmtl.training.representation.make_representation_train_step`) is
-    ``reduce_axes=1, input_sign=True, renormalize=True``: the signs are read from
+    ``batch_axes=(0,), input_sign=True, renormalize=True``: the signs are read from
     ``g_t * sign(z)`` (the activation's sign, 0 where ``|z| <= 1e-7``), summed over the
     batch for one purity and one draw per feature, and the kept sum is rescaled to
     the norm of the plain sum.
@@ -54,9 +54,8 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
     Args:
       leak: the fraction of every gradient always kept, a scalar or one per task
         in [0, 1], ``0.0``.
-      reduce_axes: how many leading axes of each gradient (after the task axis) are
-        summed before the purity (a batch: one draw per remaining coordinate,
-        broadcast over them), ``0``.
+      batch_axes: axes of each gradient, counted after the task axis, summed before the
+        purity (a batch: one draw per remaining coordinate, broadcast over them), ``()``.
       input_sign: multiply each gradient by the sign of the ``params`` argument of
         ``update`` (the activations, in a representation step) before reading signs,
         ``False``.
@@ -73,8 +72,9 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
     """
     check("leak", leak, lambda v: (v >= 0) & (v <= 1), "in [0, 1] (a scalar or one per task)")
     t_fixed = task_count(num_tasks, "graddrop")
-    if isinstance(reduce_axes, bool) or not isinstance(reduce_axes, int) or reduce_axes < 0:
-        raise ValueError(f"graddrop: reduce_axes must be an int >= 0, got {reduce_axes!r}")
+    if not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in batch_axes):
+        raise ValueError(f"graddrop: batch_axes must be axes (ints >= 0) after the task axis, got {batch_axes!r}")
+    batch_axes = tuple(batch_axes)
 
     def init_fn(params):
         del params
@@ -95,12 +95,12 @@ def graddrop(leak: float | jax.Array = 0.0, *, seed: int = 0, reduce_axes: int =
             raise ValueError(f"graddrop(input_sign=True): params has {len(inputs)} leaves, the gradients {len(leaves)}")
         out = []
         for g, x, k in zip(leaves, inputs, jax.random.split(sub, len(leaves))):
-            if g.ndim <= reduce_axes:
-                raise ValueError(f"graddrop: reduce_axes={reduce_axes} needs gradients with more than "
-                                 f"{reduce_axes} axes after the task axis, got shape {g.shape[1:]}")
+            if any(a >= g.ndim - 1 for a in batch_axes):
+                raise ValueError(f"graddrop: batch_axes={batch_axes} needs more axes after the task axis than "
+                                 f"the gradient of shape {g.shape[1:]} has")
             gf = g.astype(jnp.float32)
             signed = gf if x is None else gf * jnp.where(jnp.abs(x) > 1e-7, jnp.sign(x), 0.0).astype(jnp.float32)
-            axes = tuple(range(reduce_axes + 1))
+            axes = (0, *(a + 1 for a in batch_axes))
             total, mass = jnp.sum(signed, axis=axes), jnp.sum(jnp.abs(signed), axis=axes)
             purity = 0.5 * (1.0 + total / jnp.where(mass > 0, mass, 1.0))
             u = jax.random.uniform(k, purity.shape)

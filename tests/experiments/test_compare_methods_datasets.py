@@ -149,7 +149,7 @@ def test_studies_refuse_other_datasets_saying_why(study, capsys):
 
 
 def test_unknown_arch_is_refused(fake_fashion):
-    args = cli.study_parser("doc", "compare_methods", {"quick": {}}).parse_args(
+    args = cli.study_parser("doc", "compare_methods", {"quick": {}}, {"quick": "a test preset"}).parse_args(
         ["--dataset", "multi_fashion", "--arch", "segnet", "--data-dir", str(fake_fashion)])
     with pytest.raises(ValueError, match="multilenet"):
         cli.study_data(args, SMALL)
@@ -168,7 +168,7 @@ def test_batch_larger_than_the_training_split_is_refused(fake_fashion):
 
 def test_cityscapes_tasks_reach_the_data_and_the_run_key(tmp_path, fake_fashion):
     root = cityscapes_layout(tmp_path / "cs", hw=(128, 256), n_train=2, n_val=1, instance="ids")
-    parse = cli.study_parser("doc", "compare_methods", {"quick": {}}).parse_args
+    parse = cli.study_parser("doc", "compare_methods", {"quick": {}}, {"quick": "a test preset"}).parse_args
     args = parse(["--dataset", "cityscapes", "--data-dir", str(root), "--tasks", "segmentation", "depth", "instance"])
     settings = {}
     data, _ = cli.study_data(args, settings)

@@ -148,7 +148,7 @@ def test_methods_run_where_paper_c_runs_them():
                                                                       "heads": "loss_scales"})
     assert official_settings("mgda_loss_plus", tasks, 0.01)[1] == {"level": "representation", "heads": "plain"}
     kwargs, fields = official_settings("graddrop", tasks, 0.01)
-    assert kwargs == {"reduce_axes": 1, "input_sign": True, "renormalize": True} and fields["level"] == "representation"
+    assert kwargs == {"batch_axes": [0], "input_sign": True, "renormalize": True} and fields["level"] == "representation"
     assert official_settings("nash_mtl", tasks, 0.01) == ({}, {"heads": "weighted"})
     assert official_settings("cagrad", tasks, 0.01) == ({}, {})
     spec = RunSpec("imtl", "adam", 0.01, 0, 2, 16, level="representation", heads="loss_scales")

@@ -97,18 +97,18 @@ def test_graddrop_at_the_representation_draws_one_sign_per_feature():
     gn = np.asarray(g)
     pos, neg = np.where(gn > 0, gn, 0).sum(0), np.where(gn < 0, gn, 0).sum(0)
     for seed in range(4):
-        tx = jaxmtl.graddrop(reduce_axes=1, input_sign=True, seed=seed)
+        tx = jaxmtl.graddrop(batch_axes=(0,), input_sign=True, seed=seed)
         d = np.asarray(tx.update(g, tx.init(None), z)[0])
         np.testing.assert_array_equal(d[0], 0.0)         # the activation's sign is 0: nothing kept
         for f in range(5):                              # one kept sign per feature, for every batch row
             assert (np.allclose(d[1:, f], pos[1:, f], atol=1e-6) or np.allclose(d[1:, f], neg[1:, f], atol=1e-6)), f
-        tx = jaxmtl.graddrop(reduce_axes=1, input_sign=True, renormalize=True, seed=seed)
+        tx = jaxmtl.graddrop(batch_axes=(0,), input_sign=True, renormalize=True, seed=seed)
         r = np.asarray(tx.update(g, tx.init(None), z)[0])
         np.testing.assert_allclose(r, d * np.linalg.norm(gn.sum(0)) / np.linalg.norm(d), rtol=1e-5)
     with pytest.raises(ValueError, match="params argument"):
         tx.update(g, tx.init(None))
-    with pytest.raises(ValueError, match="reduce_axes"):
-        jaxmtl.graddrop(reduce_axes=-1)
+    with pytest.raises(ValueError, match="batch_axes"):
+        jaxmtl.graddrop(batch_axes=(-1,))
 
 
 def test_rotated_heads_read_the_rotated_representation_and_the_rotations_learn():
