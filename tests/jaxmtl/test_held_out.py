@@ -5,24 +5,13 @@ import numpy as np
 import optax
 
 import jaxmtl
-from jaxmtl import metrics as M
-from jaxmtl.data import Task
-from jaxmtl.models import MixedLeNet, shared_mask, task_of
+from jaxmtl.models import shared_mask, task_of
 from jaxmtl.training.held_out import make_held_out_train_step
-
-TASKS = (Task("CL", M.cross_entropy, (M.accuracy(),), "label_l"),
-         Task("RR", M.squared_error, (M.reconstruction_error(),), "target"))
-
-
-def batch_of(seed, n=6):
-    rng = np.random.default_rng(seed)
-    return {"image": jnp.asarray(rng.normal(size=(n, 28, 28, 1)), jnp.float32),
-            "label_l": jnp.asarray(rng.integers(0, 10, n)),
-            "target": jnp.asarray(rng.normal(size=(n, 28, 28)), jnp.float32)}
+from tests.small_models import SMALL_TASKS as TASKS, SmallTwoHeads, small_batch as batch_of
 
 
 def test_lambda_moves_against_the_exact_meta_gradient():
-    model = MixedLeNet(heads=("classify", "reconstruct"))
+    model = SmallTwoHeads()
     batch, val = batch_of(0), batch_of(1)
     variables = model.init(jax.random.PRNGKey(0), batch["image"])
     params = variables["params"]

@@ -9,21 +9,28 @@ import jaxmtl
 from jaxmtl import metrics as M
 from jaxmtl.data import Task
 from jaxmtl.models import MixedLeNet
+from tests.small_models import SMALL_TASKS, small_batch, SmallTwoHeads
 from jaxmtl.training import make_task_train_step
 from jaxmtl.training.representation import (RepresentationState, loss_scale_weights,
                                             make_representation_train_step, split_at)
 
-TASKS = (Task("CL", M.cross_entropy, (M.accuracy(),), "label_l"),
-         Task("RR", M.squared_error, (M.reconstruction_error(),), "target"))
+TASKS = SMALL_TASKS
 
 
 def setup(dropout=0.3):
+    """MixedLeNet (paper C's model) for the eager checks."""
     model = MixedLeNet(heads=("classify", "reconstruct"), dropout=dropout)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(6, 28, 28, 1)), jnp.float32)
     batch = {"image": x, "label_l": jnp.asarray(rng.integers(0, 10, 6)),
              "target": jnp.asarray(rng.normal(size=(6, 28, 28)), jnp.float32)}
     return model, model.init(jax.random.PRNGKey(0), x), batch
+
+
+def small(dropout=0.0):
+    """A two-layer trunk-and-heads model of the same layout, for the jitted steps (fast to compile)."""
+    model, batch = SmallTwoHeads(dropout=dropout), small_batch(0)
+    return model, model.init(jax.random.PRNGKey(0), batch["image"]), batch
 
 
 def test_split_at_rebuilds_the_outputs_and_names_a_missing_module():
@@ -41,7 +48,7 @@ def test_split_at_rebuilds_the_outputs_and_names_a_missing_module():
 
 def test_a_sum_at_the_representation_is_the_plain_sum_step():
     """``J_theta^T 1 = (dz/dtheta)^T J_z^T 1``: EW at the representation equals EW on the parameters."""
-    model, variables, batch = setup()
+    model, variables, batch = small(dropout=0.3)
     rng = jax.random.PRNGKey(5)
     init, step = make_representation_train_step(model.apply, jaxmtl.linear(), optax.sgd(0.1), TASKS)
     new, state, losses = step(variables, init(variables["params"]), batch, rng)
@@ -56,7 +63,7 @@ def test_a_sum_at_the_representation_is_the_plain_sum_step():
 def test_mgda_weights_come_from_the_representation_gramian_and_reach_the_trunk():
     """The trunk's gradient is ``sum_t w_t g_t`` (parameter gradients) with ``w`` MGDA's weights of
     the representation Jacobian; the heads get the plain sum."""
-    model, variables, batch = setup(dropout=0.0)
+    model, variables, batch = small()
     params = variables["params"]
 
     def probe(task_grads, _):
@@ -79,7 +86,7 @@ def test_mgda_weights_come_from_the_representation_gramian_and_reach_the_trunk()
 
 
 def test_imtl_heads_are_weighted_by_its_loss_scales():
-    model, variables, batch = setup(dropout=0.0)
+    model, variables, batch = small()
     init, step = make_representation_train_step(model.apply, jaxmtl.imtl(lr=0.5, num_tasks=2), optax.sgd(1.0),
                                                 TASKS, head_weights=loss_scale_weights)
     state = init(variables["params"])
@@ -114,10 +121,10 @@ def test_graddrop_at_the_representation_draws_one_sign_per_feature():
 def test_rotated_heads_read_the_rotated_representation_and_the_rotations_learn():
     from jaxmtl.aggregators.rotograd import rotation_matrices
     from jaxmtl.training.representation import ROTATIONS, rotated, with_rotations
-    model, variables, batch = setup(dropout=0.0)
+    model, variables, batch = small()
     params = with_rotations(variables, model.apply, batch["image"], "encoder", 2)
-    assert params[ROTATIONS].shape == (2, 50, 50)
-    skew = jnp.asarray(np.random.default_rng(4).normal(size=(2, 50, 50)), jnp.float32)
+    assert params[ROTATIONS].shape == (2, 8, 8)
+    skew = jnp.asarray(np.random.default_rng(4).normal(size=(2, 8, 8)), jnp.float32)
     params = {**params, ROTATIONS: skew}
     apply = rotated(model.apply, ["head_0", "head_1"])
     out = apply({"params": params}, batch["image"])
