@@ -6,8 +6,6 @@ import optax
 import pytest
 
 import jaxmtl
-from jaxmtl import metrics as M
-from jaxmtl.data import Task
 from jaxmtl.models import MixedLeNet
 from tests.small_models import SMALL_TASKS, small_batch, SmallTwoHeads
 from jaxmtl.training import make_task_train_step
