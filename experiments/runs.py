@@ -38,6 +38,7 @@ from experiments.optimizers import MTL_IO, base_optimizer, lr_factor, make_optim
 from jaxmtl import registry
 from jaxmtl.data import prefetch
 from jaxmtl.data.tasks import higher_is_better
+from jaxmtl.masking import resolve_mask
 from jaxmtl.protocol import recorded_weights
 from jaxmtl.models import shared_mask, task_of
 from jaxmtl.sharding import data_mesh, data_parallel, replicate, shard_batch
@@ -257,6 +258,20 @@ class Hook:
 
     def record(self) -> dict:
         return {}
+
+
+def shared_rows(tree, params) -> jax.Array:
+    """A step probe's gradients as one array: the leaves of ``tree`` on the shared parameters
+    (``shared_mask`` of ``params``), flattened and joined, ``(P,)`` for a parameter-shaped tree
+    and ``(T, P)`` for stacked task gradients; a ``tree`` of another structure than ``params``
+    (a method at the representation: ``{"encoder": J_z}``, :mod:`jaxmtl.training.representation`)
+    is stacked task gradients taken whole."""
+    leaves = jax.tree.leaves(tree)
+    if jax.tree.structure(tree) != jax.tree.structure(params):
+        return jnp.concatenate([x.reshape(x.shape[0], -1) for x in leaves], axis=-1)
+    mask = jax.tree.leaves(resolve_mask(shared_mask, params))
+    kept = [(x, p) for m, x, p in zip(mask, leaves, jax.tree.leaves(params)) if m]
+    return jnp.concatenate([x.reshape(*x.shape[:x.ndim - p.ndim], -1) for x, p in kept], axis=-1)
 
 
 def device_mesh(devices: int | None) -> Mesh | None:

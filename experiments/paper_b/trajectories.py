@@ -56,7 +56,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides
@@ -64,11 +63,9 @@ from experiments.datasets import DATASETS, DEFAULT, get as get_dataset
 from experiments.paper_b import analysis as pb
 from experiments.paper_b.report import METHOD_LABELS, plot, summarize
 from experiments.report import open_store, write_summary
-from experiments.runs import Hook, RunSpec, run_grid
+from experiments.runs import Hook, RunSpec, run_grid, shared_rows
 from jaxmtl.analysis import (fisher_trace, gradient_coherence, gradient_noise_scale, hessian_top_eigenvalue,
                              pairwise_similarity, per_sample_jacobian, update_cosines)
-from jaxmtl.masking import resolve_mask
-from jaxmtl.models import shared_mask
 from jaxmtl.training import evaluate_tasks, make_task_eval_step
 from jaxmtl.training.steps import split_variables, task_losses
 
@@ -100,15 +97,6 @@ PRESET_NOTES = {
              "probes; CPU ~days, GPU ~5 h (estimated)",
 }
 OPTIMIZER, LR = "adam", 1e-3
-
-
-def shared_rows(tree, params) -> jax.Array:
-    """The leaves of ``tree`` on the shared parameters (``shared_mask`` of ``params``), flattened
-    and joined: ``(P,)`` for a parameter-shaped tree, ``(T, P)`` for stacked task gradients."""
-    mask = jax.tree.leaves(resolve_mask(shared_mask, params))
-    leaves = [x for m, x in zip(mask, jax.tree.leaves(tree)) if m]
-    lead = leaves[0].shape[:leaves[0].ndim - jax.tree.leaves(params)[mask.index(True)].ndim]
-    return jnp.concatenate([x.reshape(*lead, -1) for x in leaves], axis=-1)
 
 
 def step_gradients(task_grads, params) -> tuple[jax.Array, jax.Array]:

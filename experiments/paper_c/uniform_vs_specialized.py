@@ -94,14 +94,12 @@ from experiments.cli import method_names, run_main, study_data, study_parser, wi
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
-from experiments.runs import MODEL_OPTIMIZER, Hook, RunSpec, run_grid
+from experiments.runs import MODEL_OPTIMIZER, Hook, RunSpec, run_grid, shared_rows
 from experiments.selection import stl_baselines, stl_configurations
 from jaxmtl import metrics as M
 from jaxmtl.data import Task
 from jaxmtl.data.multi_mnist import SOURCES
-from jaxmtl.masking import resolve_mask
 from jaxmtl.protocol import recorded_weights
-from jaxmtl.models import shared_mask
 from jaxmtl.training import atomic_write
 
 WITH_PROBLEMS = tuple(name for name, bench in DATASETS.items() if bench.problems)
@@ -157,13 +155,7 @@ def interference(task_grads, params) -> jax.Array:
     parameters (the stacked leaves of ``task_grads``, :func:`jaxmtl.value_and_jacobian`), or
     over the representation for a method that acts there (``task_grads`` is then
     ``{"encoder": J_z}``, :mod:`jaxmtl.training.representation`)."""
-    leaves = jax.tree.leaves(task_grads)
-    if jax.tree.structure(task_grads) == jax.tree.structure(params):
-        mask = jax.tree.leaves(resolve_mask(shared_mask, params))
-    else:
-        mask = [True] * len(leaves)
-    rows = [g.reshape(g.shape[0], -1) for m, g in zip(mask, leaves) if m]
-    jac = jnp.concatenate(rows, axis=1)
+    jac = shared_rows(task_grads, params)
     mean = jnp.mean(jac, axis=0)
     cos = jac @ mean / (jnp.linalg.norm(jac, axis=1) * jnp.linalg.norm(mean) + 1e-20)
     return jnp.mean(cos)

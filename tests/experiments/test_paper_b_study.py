@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from experiments.paper_b import analysis as pb
 from experiments.paper_b import trajectories
+from experiments.runs import shared_rows
 from jaxmtl.data.multi_mnist import VAL_SIZE
 from tests.conftest import write_fake_fashion_mnist
 from tests.experiments.test_compare_methods_datasets import data_args, two_tasks
@@ -145,7 +146,9 @@ def test_step_probe_cosines_between_task_gradients():
     rows, cos = trajectories.step_gradients(grads, params)
     assert rows.shape == (3, 4)  # the shared leaves only
     assert np.asarray(cos) == pytest.approx([1 / np.sqrt(2), -1.0, -1 / np.sqrt(2)], abs=1e-6)
-    assert trajectories.shared_rows(params, params).shape == (4,)
+    assert shared_rows(params, params).shape == (4,)
+    jz = np.arange(3 * 2 * 5, dtype=np.float32).reshape(3, 2, 5)   # a method at the representation: J_z whole
+    np.testing.assert_array_equal(shared_rows({"encoder": jz}, params), jz.reshape(3, 10))
 
 
 def fake_fashion_args(tmp_path, monkeypatch, **changes):
