@@ -6,6 +6,7 @@ import argparse
 import errno
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from experiments.datasets import DATASETS, DEFAULT, load_dataset
@@ -184,3 +185,9 @@ def with_overrides(preset: dict, args: argparse.Namespace, names: tuple[str, ...
     cfg = dict(preset)
     cfg.update({n: getattr(args, n) for n in names if getattr(args, n) is not None})
     return cfg
+
+
+def out_dir(args: argparse.Namespace, name: str, home: str = DEFAULT) -> Path:
+    """The study's output directory: ``--out``, or ``results/<name>/<preset>`` with
+    ``-<dataset>`` added for a ``--dataset`` other than the study's ``home`` data set."""
+    return Path(args.out or f"results/{name}/{args.preset}" + ("" if args.dataset == home else f"-{args.dataset}"))

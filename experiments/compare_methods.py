@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -34,11 +33,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
-from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
+from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
-from experiments.report import (ERROR_BARS, markdown_table, mean_std, open_store, png_bytes, spread,  # noqa: E402
-                                write_summary)
+from experiments.report import (ERROR_BARS, markdown_table, mean_std, model_label, open_store, png_bytes,  # noqa: E402
+                                spread, write_summary)
 from experiments.runs import METHODS, RunSpec, run_grid  # noqa: E402
 from experiments.selection import (directions, primary_metric, select_epoch, split_delta_m,  # noqa: E402
                                    stl_baselines, task_value)
@@ -193,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = DATASETS[args.dataset]
     if args.batch_size is None and not bench.preset_batch:
         cfg["batch_size"] = bench.batch_size
-    out = Path(args.out or f"results/compare_methods/{args.preset}"
-               + ("" if args.dataset == DEFAULT else f"-{args.dataset}"))
+    out = out_dir(args, "compare_methods")
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, cfg["data"])
@@ -202,11 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     specs = build_specs(cfg, data_seed=0, num_tasks=num_tasks, dataset=dataset)
     records = run_grid(specs, data, store, devices=args.devices)
     table, groups = summarize(records)
-    arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
-    header = (f"# MTL methods on {bench.title} (preset `{args.preset}`)\n\n"
-              f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, "
-              f"learning rates {LEARNING_RATES}, {'MultiLeNet' if arch == 'multilenet' else arch}.\n\n")
-    write_summary(out, header + table, plot(groups) if groups else None, t0)
+    setup = (f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning rates "
+             f"{LEARNING_RATES}, {model_label(bench, dataset['arch'], dataset['tiny'], class_name=True)}.\n\n")
+    write_summary(out, f"MTL methods on {bench.title}", args.preset, setup + table,
+                  plot(groups) if groups else None, t0)
     return 0
 
 

@@ -55,8 +55,17 @@ def png_bytes(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def write_summary(out: Path, text: str, png: bytes | None, started: float) -> None:
-    """Writes ``summary.md`` (and ``summary.png``) atomically and prints the summary."""
+def model_label(bench, arch: str | None, tiny: bool, *, class_name: bool = False) -> str:
+    """A summary's name of a run's model: ``arch`` (``None``: the first of ``bench.archs``), with
+    `` (tiny)`` for the few-channel version; ``class_name``: ``multilenet`` as ``MultiLeNet``."""
+    name = arch or bench.archs[0]
+    return ("MultiLeNet" if class_name and name == "multilenet" else name) + (" (tiny)" if tiny else "")
+
+
+def write_summary(out: Path, title: str, preset: str, text: str, png: bytes | None, started: float) -> None:
+    """Writes ``summary.md`` -- the heading ``# <title> (preset `<preset>`)``, then ``text`` --
+    (and ``summary.png``) atomically and prints it."""
+    text = f"# {title} (preset `{preset}`)\n\n{text}"
     atomic_write(out / "summary.md", text)
     if png is not None:
         atomic_write(out / "summary.png", png)

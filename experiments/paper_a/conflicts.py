@@ -61,11 +61,11 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import run_main, study_data, study_parser  # noqa: E402
+from experiments.cli import out_dir, run_main, study_data, study_parser  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
 from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
-from experiments.report import markdown_table, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.report import markdown_table, model_label, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import Hook, RunSpec, run_grid  # noqa: E402
 from experiments.selection import as_metrics, primary_metric  # noqa: E402
 from jaxmtl.analysis import GROUPS, STATISTICS, conflict_statistics, per_sample_jacobian, spread  # noqa: E402
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = DATASETS[args.dataset]
     run = best_config(Path(args.from_study), "ew") if args.from_study else \
         dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, lr_schedule=cfg["lr_schedule"])
-    out = Path(args.out or f"results/conflicts/{args.preset}" + ("" if bench.legacy_record else f"-{args.dataset}"))
+    out = out_dir(args, "conflicts")
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, dict(cfg["data"]))
@@ -277,23 +277,21 @@ def main(argv: list[str] | None = None) -> int:
     probed = probed_tasks(len(tasks), args.task_seed)
     drawn = len(probed) < len(tasks)
     key = f"{spec.key}-every{cfg['every']}-samples{MAX_SAMPLES}" + (f"-tasks{args.task_seed}" if drawn else "")
-    arch = spec.arch or bench.archs[0]
-    model = bench.model(data, arch, spec.tiny, spec.dropout, spec.tasks)
+    model = bench.model(data, spec.arch or bench.archs[0], spec.tiny, spec.dropout, spec.tasks)
     print(f"{spec.label}: statistics every {cfg['every']} steps on at most {MAX_SAMPLES} samples")
     record, = run_grid([spec], data, store, devices=args.devices, key=lambda s: key,
                        hooks=lambda s: [ConflictProbe(model, tasks, bench.input_key, probed, cfg["every"], args.seed)])
     names = [tasks[t].name for t in probed]
     which = (f"the {MAX_TASKS} tasks {', '.join(names)}, drawn from the {len(tasks)} with --task-seed "
              f"{args.task_seed} (EW trains all {len(tasks)})" if drawn else f"the tasks {', '.join(names)}")
-    text = (f"# Study A3: gradient conflict and magnitude along EW training on {bench.title} "
-            f"(preset `{args.preset}`)\n\n"
-            f"{spec.label}, weight decay {spec.weight_decay:g}, {spec.lr_schedule} learning rate"
+    text = (f"{spec.label}, weight decay {spec.weight_decay:g}, {spec.lr_schedule} learning rate"
             f"{' (A1 best EW configuration)' if args.from_study else ''}, {cfg['epochs']} epochs, "
             f"batch {cfg['batch_size']}, statistics every "
             f"{cfg['every']} steps on at most {MAX_SAMPLES} random samples of the batch and {which}; shared "
-            f"(encoder) parameters of {'MultiLeNet' if arch == 'multilenet' else arch}"
-            f"{' (tiny)' if spec.tiny else ''}, {len(data.train)} training {bench.unit}.\n\n" + summarize(record))
-    write_summary(out, text, plot(record), t0)
+            f"(encoder) parameters of {model_label(bench, spec.arch, spec.tiny, class_name=True)}, "
+            f"{len(data.train)} training {bench.unit}.\n\n" + summarize(record))
+    write_summary(out, f"Study A3: gradient conflict and magnitude along EW training on {bench.title}", args.preset,
+                  text, plot(record), t0)
     return 0
 
 

@@ -76,12 +76,12 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
 from experiments.paper_a.tuning import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
-from experiments.report import markdown_table, mean_std, open_store, png_bytes, write_summary  # noqa: E402
+from experiments.report import markdown_table, mean_std, model_label, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import (LIBMTL_SETTINGS, METHODS, Hook, RunSpec, device_mesh, steps_per_epoch,  # noqa: E402
                               steps_per_run, train_run)
 from experiments.selection import epoch_score, stl_baselines  # noqa: E402
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = with_overrides(preset(PRESETS, args.preset, args.dataset), args, ("methods", "seeds"))
     bench = DATASETS[args.dataset]
-    out = Path(args.out or f"results/corruptions/{args.preset}" + ("" if bench.legacy_record else f"-{args.dataset}"))
+    out = out_dir(args, "corruptions")
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, dict(cfg["data"]))
@@ -423,9 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     sc = all_scores({n: store.get(ft_key(s)) for n, s in specs.items()}, cfg, tasks, model.higher)
     models = "; ".join(f"{n} = {s.label} (wd {s.weight_decay:g}, {s.lr_schedule} lr)"
                        for n, s in specs.items() if n.endswith(f"/s{cfg['seeds'][0]}"))
-    arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
-    text = (f"# Study A4: transfer under corruptions on {bench.title} (preset `{args.preset}`)\n\n"
-            f"Methods {[METHOD_LABELS.get(m, m) for m in cfg['methods']]}, seeds {cfg['seeds']}, model {arch}; "
+    text = (f"Methods {[METHOD_LABELS.get(m, m) for m in cfg['methods']]}, seeds {cfg['seeds']}, model "
+            f"{model_label(bench, dataset['arch'], dataset['tiny'])}; "
             f"clean models (seed {cfg['seeds'][0]}; the other seeds alike): {models}"
             f"{' (configurations chosen by study A1)' if args.from_study else ''}; {cfg['epochs']} epochs, batch "
             f"{cfg['batch_size']}; heads fine-tuned {cfg['ft_epochs']} epochs on randomly corrupted training data "
@@ -433,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({'colour' if model.colour else 'grayscale'} images; frost left out: its photographs "
             f"are not available offline) on {len(data.test)} test {bench.unit}.\n\n"
             + summarize(sc, tasks, model.primary))
-    write_summary(out, text, plot(sc, tasks), t0)
+    write_summary(out, f"Study A4: transfer under corruptions on {bench.title}", args.preset, text, plot(sc, tasks), t0)
     return 0
 
 

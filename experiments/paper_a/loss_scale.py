@@ -238,10 +238,9 @@ def main(argv: list[str] | None = None) -> int:
                                           batch_size=cfg["batch_size"], epochs=cfg["epochs"])))
     keys = {s["key"] for s in specs}
     records = {(r["table"], r["method"], r["optimizer"], r["frozen"]): r for r in store if r["key"] in keys}
-    text = (f"# Study A2: loss-scale invariance on the toy of Paper A (preset `{args.preset}`)\n\n"
-            f"{cfg['n']} inputs x ~ U(0, 1), targets {TARGET_SCALES} * x, batch {cfg['batch_size']}, "
+    text = (f"{cfg['n']} inputs x ~ U(0, 1), targets {TARGET_SCALES} * x, batch {cfg['batch_size']}, "
             f"{cfg['epochs']} epochs, learning rates {LEARNING_RATES}, {cfg['dtype']}.\n\n" + summarize(records))
-    write_summary(out, text, plot(records), t0)
+    write_summary(out, "Study A2: loss-scale invariance on the toy of Paper A", args.preset, text, plot(records), t0)
     return 0
 
 

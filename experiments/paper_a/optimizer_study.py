@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 
@@ -59,13 +58,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides  # noqa: E402
-from experiments.datasets import DATASETS, DEFAULT  # noqa: E402
+from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
 from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402
                                         select_runs, select_stl)
-from experiments.report import (ERROR_BARS, markdown_table, mean_std, open_store, png_bytes, spread,  # noqa: E402
-                                write_summary)
+from experiments.report import (ERROR_BARS, markdown_table, mean_std, model_label, open_store, png_bytes,  # noqa: E402
+                                spread, write_summary)
 from experiments.runs import LIBMTL_SETTINGS, RunSpec, run_grid  # noqa: E402
 from experiments.selection import directions, primary_metric, stl_baselines  # noqa: E402
 from jaxmtl.analysis import pareto_mask  # noqa: E402
@@ -395,8 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg["batch_size"] = bench.batch_size
     if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
         raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
-    out = Path(args.out or f"results/optimizer_study/{args.preset}"
-               + ("" if args.dataset == DEFAULT else f"-{args.dataset}"))
+    out = out_dir(args, "optimizer_study")
     store = open_store(out)
     t0 = time.time()
     data, dataset = study_data(args, cfg["data"])
@@ -411,21 +409,19 @@ def main(argv: list[str] | None = None) -> int:
         records, added = (extend_grid(cfg, records, data, store, data_seed=0, devices=args.devices)
                           if cfg["extend"] else (records, {}))
     text, chosen = summarize(records, cfg["optimizers"])
-    arch = (dataset["arch"] or bench.archs[0]) + (" (tiny)" if dataset["tiny"] else "")
-    header = (f"# Study A1: optimizers x MTL methods on {bench.title} (preset `{args.preset}`)\n\n"
-              f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
-              f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, {cfg['lr_schedule']} learning rate, weight "
-              f"decay {WEIGHT_DECAY:g}, {'MultiLeNet' if arch == 'multilenet' else arch}, "
-              f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
-              f"{bench.unit}.\n\n"
-              + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
+    setup = (f"{cfg['epochs']} epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, learning-rate "
+             f"grid {cfg['lrs']}{' (extended at its edges, below)' if cfg['extend'] else ''}, "
+             f"{cfg['lr_schedule']} learning rate, weight decay {WEIGHT_DECAY:g}, "
+             f"{model_label(bench, dataset['arch'], dataset['tiny'], class_name=True)}, "
+             f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test {bench.unit}.\n\n"
+             + settings_text(cfg["methods"]) + edges_text(records, added, cfg["extend"]))
     png = None
     if chosen:
         tasks, shown = records[0]["tasks"], [primary_metric(records[0], t) for t in records[0]["tasks"]]
         labels = tuple(f"test accuracy, task {t} (%)" if shown[t] == "accuracy" else f"test {shown[t]}, {tasks[t]}"
                        for t in (0, 1))
         png = plot(chosen, cfg["optimizers"], higher_values(records[0]), labels)
-    write_summary(out, header + text, png, t0)
+    write_summary(out, f"Study A1: optimizers x MTL methods on {bench.title}", args.preset, setup + text, png, t0)
     return 0
 
 

@@ -62,7 +62,7 @@ from experiments.cli import method_names, run_main, study_data, study_parser, wi
 from experiments.datasets import DATASETS, DEFAULT, get as get_dataset
 from experiments.paper_b import analysis as pb
 from experiments.paper_b.report import METHOD_LABELS, plot, summarize
-from experiments.report import open_store, write_summary
+from experiments.report import model_label, open_store, write_summary
 from experiments.runs import Hook, RunSpec, run_grid, shared_rows
 from jaxmtl.analysis import (fisher_trace, gradient_coherence, gradient_noise_scale, hessian_top_eigenvalue,
                              pairwise_similarity, per_sample_jacobian, update_cosines)
@@ -320,10 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         num_tasks = len(bench.tasks(data, fields.get("tasks")))
         records = run_all(build_specs(cfg, fields, num_tasks), data, store, cfg, phase=name)
         text, plot_data = summarize(records, cfg)
-        model = fields.get("arch") or bench.archs[0]
         sections.append(
-            f"## {name}\n\n{bench.title}{' ' + '+'.join(tasks) if tasks else ''}: {model}"
-            f"{' (tiny)' if fields['tiny'] else ''}, {OPTIMIZER} lr {LR:g}, {cfg['epochs']} epochs, batch "
+            f"## {name}\n\n{bench.title}{' ' + '+'.join(tasks) if tasks else ''}: "
+            f"{model_label(bench, fields.get('arch'), fields['tiny'])}, {OPTIMIZER} lr {LR:g}, {cfg['epochs']} epochs, batch "
             f"{cfg['batch_size']}, seeds {cfg['seeds']}, {len(data.train)}/{len(data.val)} train/val "
             f"{bench.unit}; logged every {cfg['every']} steps (training loss on the first "
             f"{min(cfg['train_eval'], len(data.train))} training {bench.unit}), {cfg['checkpoints']} analysis "
@@ -333,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             f"conflict every {cfg['cos_every']} step(s).\n\n" + text)
         if plot_data:
             figures.append((name, plot_data))
-    header = (f"# Paper B: optimization trajectories and multi-task transfer (preset `{args.preset}`)\n\n"
-              f"Problems: {', '.join(problems)}. Every interval is a 95% two-level bootstrap over seeds and "
+    header = (f"Problems: {', '.join(problems)}. Every interval is a 95% two-level bootstrap over seeds and "
               f"checkpoints (or logged intervals); n is the number of points behind an r.\n\n")
-    write_summary(out, header + "\n\n".join(sections), plot(figures, cfg["methods"]) if figures else None, t0)
+    write_summary(out, "Paper B: optimization trajectories and multi-task transfer", args.preset,
+                  header + "\n\n".join(sections), plot(figures, cfg["methods"]) if figures else None, t0)
     return 0
 
 

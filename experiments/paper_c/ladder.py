@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             specs, data, store, key=key, hooks=lambda s: [Trace(cfg["every"])], phase=f"{rung}: {phase}"))
         scores[rung] = rung_scores(records, cfg)
     text, png = summary(scores)
-    header = (f"# Paper C's Cityscapes ladder (preset `{args.preset}`)\n\n{preset['epochs']} epochs, batch "
+    header = (f"{preset['epochs']} epochs, batch "
               f"{preset['batch_size']}, learning rates {preset['lrs']} x weight decays {preset['weight_decays']}, "
               f"seeds {preset['seeds']} (configurations chosen on {preset['seeds'][:preset['val_seeds']]}).\n\n")
-    write_summary(out, header + text, png, t0)
+    write_summary(out, "Paper C's Cityscapes ladder", args.preset, header + text, png, t0)
     return 0
 
 

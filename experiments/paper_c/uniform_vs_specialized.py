@@ -83,14 +83,13 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import method_names, run_main, study_data, study_parser, with_overrides
+from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -375,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         settings["tasks"] = list(dict.fromkeys(t for p in cfg["problems"] for t in bench.problems[p]))
     data, fields = study_data(args, settings)
     cfg.update(data=settings, fields=fields, task_sets=bench.problems, bench=bench, loaded=data)
-    out = Path(args.out or f"results/uniform_vs_specialized/{args.preset}"
-               + ("" if args.dataset == WITH_PROBLEMS[0] else f"-{args.dataset}"))
+    out = out_dir(args, "uniform_vs_specialized", WITH_PROBLEMS[0])
     store = open_store(out)
     t0 = time.time()
     train = not args.report_only
@@ -390,8 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     records, wanted = run_protocol(cfg, run)
     missing = wanted - len(records)
     text, figures = report(records, cfg)
-    header = (f"# Study C: uniform loss vs specialized optimizers on {bench.title} (preset `{args.preset}`)\n\n"
-              f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"
+    header = (f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"
               f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test "
               f"{bench.unit}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, Adam with coupled L2 weight decay "
               f"{cfg['weight_decays']}, learning-rate schedule `{cfg['schedule']}`; grid: learning rate {cfg['lrs']} x "
@@ -405,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, png in figures.items():
         if name != "summary":
             atomic_write(out / f"{name}.png", png)
-    write_summary(out, header + text, figures.get("summary"), t0)
+    write_summary(out, f"Study C: uniform loss vs specialized optimizers on {bench.title}", args.preset, header + text,
+                  figures.get("summary"), t0)
     return 0
 
 
