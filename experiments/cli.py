@@ -96,6 +96,20 @@ def method_names(choices: Iterable[str]) -> Callable[[str], str]:
     return method
 
 
+def at_least(low: float, kind: type = int) -> Callable[[str], Any]:
+    """An argparse ``type``: a ``kind`` number no smaller than ``low`` (``--epochs 0`` or
+    ``--seeds -1`` is a parser error, not a traceback from deep inside training)."""
+
+    def number(text: str):
+        value = kind(text)   # a ValueError: argparse's "invalid int value"
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    number.__name__ = kind.__name__
+    return number
+
+
 class _DatasetAction(argparse.Action):
     """``--dataset``: a parser error naming why when the study does not run on that data set."""
 

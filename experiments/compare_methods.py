@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
 from experiments.report import (ERROR_BARS, markdown_table, mean_std, model_label, open_store, png_bytes,  # noqa: E402
@@ -182,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the MTL methods (registry names, labels or LibMTL/TorchJD names): {', '.join(METHODS)}")
     parser.add_argument("--optimizers", nargs="+", choices=sorted(OPTIMIZERS), default=None,
                         help="the base optimisers, each with its learning rate " + str(LEARNING_RATES))
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=None, help="the training seeds")
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="epochs per run")
+    parser.add_argument("--batch-size", type=at_least(1), default=None,
                         help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
                              "batch size on the others")
     args = parser.parse_args(argv)

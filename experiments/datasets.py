@@ -356,12 +356,14 @@ def time_step(name: str, arch: str | None = None, *, tiny: bool = False, batch_s
 
 
 def main(argv=None) -> None:
+    from experiments.cli import at_least   # cli imports this module
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), nargs="*", default=sorted(DATASETS),
                         help="the data sets to time (default: all)")
     parser.add_argument("--tiny", action="store_true", help="few-channel models")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the paper's")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per model (the median is reported)")
+    parser.add_argument("--batch-size", type=at_least(1), default=None, help="default: the paper's")
+    parser.add_argument("--steps", type=at_least(1), default=3, help="timed steps per model (the median is reported)")
     args = parser.parse_args(argv)
     for name in args.dataset:
         for arch in get(name).archs:

@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 import jaxmtl
+from experiments.cli import UsageError, at_least, run_main
 from jaxmtl import sharding
 
 
@@ -48,15 +49,15 @@ def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
-    parser.add_argument("--num-processes", type=int, default=1, help="the number of processes (hosts)")
+    parser.add_argument("--num-processes", type=at_least(1), default=1, help="the number of processes (hosts)")
     parser.add_argument("--process-id", type=int, default=0, help="this process's rank, 0 to N-1")
     parser.add_argument("--auto", action="store_true",
                         help="let jax.distributed.initialize() find the cluster (TPU pods, SLURM)")
     parser.add_argument("--method", default="upgrad",
                         help="the MTL method (registry name, label or LibMTL/TorchJD name)")
-    parser.add_argument("--tasks", type=int, default=3, help="the number of tasks of the toy regression")
-    parser.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    parser.add_argument("--steps", type=int, default=20, help="training steps")
+    parser.add_argument("--tasks", type=at_least(1), default=3, help="the number of tasks of the toy regression")
+    parser.add_argument("--batch-size", type=at_least(1), default=64, help="global batch size")
+    parser.add_argument("--steps", type=at_least(1), default=20, help="training steps")
     parser.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
     args = parser.parse_args(argv)
     if args.num_processes > 1 and args.coordinator is None and not args.auto:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     rank, count = jax.process_index(), jax.process_count()
     mesh = sharding.data_mesh()
     if args.batch_size % mesh.size:
-        raise ValueError(f"--batch-size {args.batch_size} is not a multiple of the {mesh.size} devices")
+        raise UsageError(f"--batch-size {args.batch_size} is not a multiple of the {mesh.size} devices")
     if rank == 0:
         print(f"{count} process(es), {mesh.size} devices ({jax.default_backend()}), method {args.method}",
               flush=True)
@@ -125,4 +126,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

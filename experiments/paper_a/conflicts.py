@@ -61,10 +61,10 @@ import jax  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import out_dir, run_main, study_data, study_parser  # noqa: E402
+from experiments.cli import at_least, out_dir, run_main, study_data, study_parser  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
-from experiments.paper_a.tuning import WEIGHT_DECAY, best_config  # noqa: E402
+from experiments.paper_a.tuning import best_config, configuration_options, manual_config  # noqa: E402
 from experiments.report import markdown_table, model_label, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import Hook, RunSpec, run_grid  # noqa: E402
 from experiments.selection import as_metrics, primary_metric  # noqa: E402
@@ -254,19 +254,16 @@ def plot(record: dict) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "conflicts", PRESETS, PRESET_NOTES)
-    parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: train its best EW run")
-    parser.add_argument("--optimizer", default="adam", help="the EW run's optimiser, without --from-study")
-    parser.add_argument("--lr", type=float, default=1e-3, help="its learning rate, without --from-study")
-    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
-                        help="its weight decay, without --from-study (A1's)")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed")
-    parser.add_argument("--task-seed", type=int, default=0,
+    configuration_options(parser, "train its best EW run")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="the training seed")
+    parser.add_argument("--task-seed", type=at_least(0), default=0,
                         help=f"draws the {MAX_TASKS} tasks probed where a data set has more (CelebA)")
     args = parser.parse_args(argv)
     cfg = preset(PRESETS, args.preset, args.dataset)
     bench = DATASETS[args.dataset]
-    run = best_config(Path(args.from_study), "ew") if args.from_study else \
-        dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, lr_schedule=cfg["lr_schedule"])
+    run = manual_config(args, cfg["lr_schedule"])
+    if args.from_study:
+        run = best_config(Path(args.from_study), "ew")
     out = out_dir(args, "conflicts")
     store = open_store(out)
     t0 = time.time()

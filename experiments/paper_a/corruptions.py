@@ -76,11 +76,11 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402
-from experiments.paper_a.tuning import WEIGHT_DECAY, best_config, best_stl  # noqa: E402
+from experiments.paper_a.tuning import best_config, best_stl, configuration_options, manual_config  # noqa: E402
 from experiments.report import markdown_table, mean_std, model_label, open_store, png_bytes, write_summary  # noqa: E402
 from experiments.runs import (LIBMTL_SETTINGS, METHODS, Hook, RunSpec, device_mesh, steps_per_epoch,  # noqa: E402
                               steps_per_run, train_run)
@@ -118,8 +118,7 @@ PRESET_NOTES = {
 def clean_specs(cfg: dict, args, num_tasks: int, dataset: dict | None = None) -> dict[str, RunSpec]:
     """The clean models by name: ``stl<t>/s<seed>`` and ``<method>/s<seed>`` (``dataset``: the
     :class:`~experiments.runs.RunSpec` fields naming the data set and model)."""
-    default = dict(optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-                   lr_schedule=cfg.get("lr_schedule", "constant"))
+    default = manual_config(args, cfg.get("lr_schedule", "constant"))
     stl_cfg = {t: default for t in range(num_tasks)}
     mtl_cfg = {m: default for m in cfg["methods"]}
     if args.from_study:
@@ -372,16 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__, "corruptions", PRESETS, PRESET_NOTES, datasets=IMAGE_DATASETS,
                           why="it corrupts images in [0, 1]: QM9's inputs are molecular graphs, Multi-MNIST's "
                               "are normalised with MNIST's mean and standard deviation (paper C's)")
-    parser.add_argument("--from-study", default=None, help="an optimizer_study output directory: its best configurations")
+    configuration_options(parser, "its best configurations")
     parser.add_argument("--methods", nargs="+", type=method_names([*METHODS, *LIBMTL_SETTINGS]), default=None,
                         metavar="METHOD",
                         help="the MTL models' methods: registry names, labels or LibMTL/TorchJD names, or Paper "
                              "A's LibMTL settings " + ", ".join(LIBMTL_SETTINGS) + " (default: the preset's; "
                              "paper: Paper A's six)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
-    parser.add_argument("--optimizer", default="adam", help="without --from-study")
-    parser.add_argument("--lr", type=float, default=1e-3, help="without --from-study")
-    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="without --from-study (A1's)")
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=None, help="the training seeds")
     args = parser.parse_args(argv)
     cfg = with_overrides(preset(PRESETS, args.preset, args.dataset), args, ("methods", "seeds"))
     bench = DATASETS[args.dataset]

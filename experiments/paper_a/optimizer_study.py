@@ -58,7 +58,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import UsageError, at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
 from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402
@@ -372,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the base optimisers")
     parser.add_argument("--lrs", nargs="+", type=float, default=None,
                         help="the learning-rate grid shared by every method and optimiser")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=None, help="the training seeds")
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="epochs per run")
+    parser.add_argument("--batch-size", type=at_least(1), default=None,
                         help="default: the preset's on Multi-Fashion and Multi-MNIST, the data set's paper "
                              "batch size on the others")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=None,
@@ -393,16 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size is None and not bench.preset_batch:
         cfg["batch_size"] = bench.batch_size
     if len(set(cfg["lrs"])) < len(cfg["lrs"]) or min(cfg["lrs"]) <= 0:
-        raise ValueError(f"learning rates must be positive and distinct, got {cfg['lrs']}")
+        raise UsageError(f"--lrs {' '.join(map(str, cfg['lrs']))}: learning rates must be positive and distinct")
     out = out_dir(args, "optimizer_study")
     store = open_store(out)
+    if args.summary_only and not len(store):
+        raise UsageError(f"--summary-only: no runs in {store.path}")
     t0 = time.time()
     data, dataset = study_data(args, cfg["data"])
     cfg.update(dataset=dataset, num_tasks=len(bench.tasks(data, dataset.get("tasks"))))
     if args.summary_only:
         records, added = list(store), {}
-        if not records:
-            raise ValueError(f"--summary-only: no runs in {store.path}")
         cfg.update(lrs=sorted({r["spec"]["lr"] for r in records}, reverse=True), extend=False)
     else:
         records = run_grid(build_specs(cfg, data_seed=0), data, store, devices=args.devices)

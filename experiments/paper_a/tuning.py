@@ -19,16 +19,21 @@ single-task runs; each row is tuned per *family*, the base optimiser
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
 from experiments.selection import (as_metrics, directions, epoch_score, primary_metric, select_epoch,
                                    split_delta_m, stl_baselines, task_value)
-from experiments.optimizers import MTL_IO
+from experiments.cli import UsageError, at_least
+from experiments.optimizers import MTL_IO, OPTIMIZERS
 from jaxmtl.training import ResultStore
 
 WEIGHT_DECAY = 1e-5
+MANUAL = {"optimizer": "adam", "lr": 1e-3, "weight_decay": WEIGHT_DECAY}
+"""A3's and A4's configuration without ``--from-study``, where ``--optimizer``, ``--lr``,
+``--weight-decay`` are left out."""
 """Paper A's fixed weight decay (coupled L2, LibMTL's), of every run the studies train."""
 
 
@@ -141,7 +146,7 @@ def grid_edge(choice: dict) -> int:
 def _records(study_dir: Path) -> list[dict]:
     records = list(ResultStore(Path(study_dir) / "results.jsonl"))
     if not records:
-        raise ValueError(f"no A1 results in {study_dir}")
+        raise UsageError(f"--from-study {study_dir}: no A1 results in {Path(study_dir) / 'results.jsonl'}")
     return records
 
 
@@ -161,7 +166,7 @@ def best_config(study_dir: Path, row: str) -> dict:
     records = _records(study_dir)
     chosen = {k: c for k, c in select_runs(records).items() if k[0] == row}
     if not chosen:
-        raise ValueError(f"no finite {row!r} run in {study_dir}")
+        raise UsageError(f"--from-study {study_dir}: no finite {row!r} run there")
     (_, family), c = min(chosen.items(), key=lambda kv: kv[1]["val_dm"])
     return _config(records, row, family, c["lr"])
 
@@ -172,6 +177,29 @@ def best_stl(study_dir: Path, task: int) -> dict:
     records = _records(study_dir)
     chosen = {k: c for k, c in select_stl(records).items() if k[0] == f"stl{task}"}
     if not chosen:
-        raise ValueError(f"no finite single-task run of task {task} in {study_dir}")
+        raise UsageError(f"--from-study {study_dir}: no finite single-task run of task {task} there")
     (row, family), c = max(chosen.items(), key=lambda kv: kv[1]["val_acc"])
     return _config(records, row, family, c["lr"])
+
+
+def configuration_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """A3's and A4's training configuration: ``--from-study`` (an A1 output directory: ``what``
+    it gives) or ``--optimizer``, ``--lr`` and ``--weight-decay`` (:data:`MANUAL` where left out)."""
+    parser.add_argument("--from-study", default=None, help=f"an optimizer_study output directory: {what}")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help=f"the optimiser, without --from-study (default {MANUAL['optimizer']})")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"the learning rate, without --from-study (default {MANUAL['lr']:g})")
+    parser.add_argument("--weight-decay", type=at_least(0.0, float), default=None,
+                        help=f"the weight decay, without --from-study (default A1's, {WEIGHT_DECAY:g})")
+
+
+def manual_config(args: argparse.Namespace, lr_schedule: str) -> dict:
+    """The configuration of :func:`configuration_options`' ``--optimizer``, ``--lr`` and
+    ``--weight-decay`` (:data:`MANUAL` where left out); with ``--from-study`` they are a
+    :class:`~experiments.cli.UsageError` (A1's best configuration sets them)."""
+    given = {name: getattr(args, name) for name in MANUAL if getattr(args, name) is not None}
+    if args.from_study and given:
+        flags = "/".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{flags}: --from-study sets the configuration (A1's best); give one or the other")
+    return {**MANUAL, **given, "lr_schedule": lr_schedule}

@@ -89,7 +89,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import method_names, out_dir, run_main, study_data, study_parser, with_overrides
+from experiments.cli import UsageError, at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -343,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                              "each with its grid: " + ", ".join(PAPER_METHODS))
     parser.add_argument("--lrs", nargs="+", type=float, default=None, help="the learning-rate grid")
     parser.add_argument("--dropouts", nargs="+", type=float, default=None, help="the dropout grid")
-    parser.add_argument("--weight-decays", nargs="+", type=float, default=None, help="the weight-decay grid")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="the training seeds")
+    parser.add_argument("--weight-decays", nargs="+", type=at_least(0.0, float), default=None, help="the weight-decay grid")
+    parser.add_argument("--seeds", nargs="+", type=at_least(0), default=None, help="the training seeds")
     parser.add_argument("--val-seeds", type=int, default=None,
                         help="how many of the seeds the grid runs on (configurations are chosen on their mean)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per run")
+    parser.add_argument("--epochs", type=at_least(1), default=None, help="epochs per run")
     parser.add_argument("--report-only", action="store_true",
                         help="summarise the runs already in results.jsonl (labelled partial if some are missing)")
     args = parser.parse_args(argv)
@@ -386,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         return [store.get(key(s)) for s in specs if key(s) in store]
 
     records, wanted = run_protocol(cfg, run)
+    if not records:
+        raise UsageError(f"--report-only: none of this command's runs are in {store.path}")
     missing = wanted - len(records)
     text, figures = report(records, cfg)
     header = (f"{'Items from ' + settings['source'] + '; ' if bench.sources else ''}"

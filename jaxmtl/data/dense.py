@@ -26,7 +26,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxmtl.data.checks import check_class_ids, check_range, check_shape, data_error, missing_list
+from jaxmtl.data.checks import DataError, check_class_ids, check_range, check_shape, data_error, missing_list
 
 SCALES = (1.0, 1.2, 1.5)
 """Random-scale factors of MTAN/Auto-Lambda's ``RandomScaleCrop``."""
@@ -201,7 +201,7 @@ def held_out(train: DenseSplit, val_fraction: float, seed: int) -> tuple[DenseSp
     order = np.random.default_rng(seed).permutation(len(train))
     n_val = max(1, int(round(len(train) * val_fraction)))
     if n_val >= len(train):
-        raise ValueError(f"{len(train)} training examples are too few to hold out {val_fraction:g} of them")
+        raise DataError(f"{len(train)} training examples are too few to hold out {val_fraction:g} of them")
     return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
 
 

@@ -33,6 +33,7 @@ from typing import Iterator
 
 import numpy as np
 
+from jaxmtl.data.checks import DataError
 from jaxmtl.data.fashion_mnist import has_idx_files, load_fashion_mnist, read_idx_dataset
 
 CANVAS, ITEM, OUT = 36, 28, 28
@@ -109,7 +110,7 @@ def make_multi_mnist(data_dir: str | os.PathLike | None = None, *, source: str =
         raw = load_fashion_mnist(data_dir)
     images, labels = raw["train"]
     if len(images) <= VAL_SIZE:
-        raise ValueError(f"{len(images)} training images: the last {VAL_SIZE} are the validation set")
+        raise DataError(f"{len(images)} training images: the last {VAL_SIZE} are the validation set")
     parts = {"train": (images[:-VAL_SIZE], labels[:-VAL_SIZE], n_train),
              "val": (images[-VAL_SIZE:], labels[-VAL_SIZE:], n_val),
              "test": (*raw["test"], n_test)}

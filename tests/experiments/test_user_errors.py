@@ -49,6 +49,54 @@ def test_run_main_keeps_a_bugs_traceback_and_the_exit_status():
     assert run_main(lambda: 3) == 3 and run_main(lambda: {"a": 1}) == 0
 
 
+def _status(main, argv) -> int:
+    """``main(argv)`` as ``python -m`` runs it: through :func:`run_main`, a parser error's exit code."""
+    try:
+        return run_main(lambda: main(argv))
+    except SystemExit as stop:
+        return stop.code
+
+
+def test_study_mistakes_exit_2_with_one_line(tmp_path, capsys):
+    """Mistakes found by a study itself, not by argparse's types: an empty store to summarise, no
+    A1 results to take configurations from, flags that contradict --from-study, a bad grid,
+    numbers out of range (all before any training: seconds in all)."""
+    from experiments import compare_methods, datasets, multihost
+    from experiments.paper_a import conflicts, corruptions, optimizer_study
+    from experiments.paper_b import trajectories
+    from experiments.paper_c import uniform_vs_specialized
+
+    fake, empty = write_fake_fashion_mnist(tmp_path / "fashion", n_train=10_040, n_test=20), tmp_path / "empty"
+    few = write_fake_fashion_mnist(tmp_path / "few", n_train=40, n_test=20)
+    tiny = ["--preset", "tiny", "--data-dir", str(fake), "--out", str(empty)]
+    store = empty / "results.jsonl"
+    cases = [
+        (optimizer_study.main, [*tiny, "--summary-only"], f"error: --summary-only: no runs in {store}\n"),
+        (optimizer_study.main, [*tiny, "--lrs", "0.1", "0.1"],
+         "error: --lrs 0.1 0.1: learning rates must be positive and distinct\n"),
+        (conflicts.main, [*tiny, "--from-study", str(empty)],
+         f"error: --from-study {empty}: no A1 results in {store}\n"),
+        (corruptions.main, [*tiny, "--from-study", str(empty), "--lr", "0.1", "--weight-decay", "0"],
+         "error: --lr/--weight-decay: --from-study sets the configuration (A1's best); give one or the other\n"),
+        (uniform_vs_specialized.main, [*tiny, "--report-only"],
+         f"error: --report-only: none of this command's runs are in {store}\n"),
+        (uniform_vs_specialized.main, [*tiny, "--data-dir", str(few)],
+         "error: 40 training images: the last 10000 are the validation set\n"),
+        (conflicts.main, [*tiny, "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
+        (compare_methods.main, [*tiny, "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (trajectories.main, [*tiny, "--seeds", "-1"], "argument --seeds: must be at least 0, got -1"),
+        (uniform_vs_specialized.main, [*tiny, "--weight-decays", "-0.5"],
+         "argument --weight-decays: must be at least 0.0, got -0.5"),
+        (multihost.main, ["--steps", "0"], "argument --steps: must be at least 1, got 0"),
+        (datasets.main, ["--batch-size", "two"], "argument --batch-size: invalid int value: 'two'"),
+    ]
+    for main, argv, message in cases:
+        assert _status(main, argv) == 2, argv
+        err = capsys.readouterr().err
+        assert (err == message if message.startswith("error: ") else message in err), (argv, err)
+    assert not store.exists()   # nothing trained, nothing written
+
+
 DRIVER = textwrap.dedent("""
     import contextlib, io, json, runpy, sys, traceback
     for module, *argv in json.loads(sys.argv[1]):
