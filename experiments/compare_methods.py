@@ -33,7 +33,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import (at_least, method_names, out_dir, run_main, study_data, study_parser,  # noqa: E402
+                             with_overrides)
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import OPTIMIZERS  # noqa: E402
 from experiments.report import (ERROR_BARS, markdown_table, mean_std, model_label, open_store, png_bytes,  # noqa: E402

@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = preset(PRESETS, args.preset, args.dataset)
     bench = DATASETS[args.dataset]
-    run = manual_config(args, cfg["lr_schedule"])
+    run = manual_config(args, cfg["lr_schedule"])   # a UsageError beside --from-study
     if args.from_study:
         run = best_config(Path(args.from_study), "ew")
     out = out_dir(args, "conflicts")

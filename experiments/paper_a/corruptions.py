@@ -76,7 +76,8 @@ from flax import serialization  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import jaxmtl  # noqa: E402
-from experiments.cli import at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import (at_least, method_names, out_dir, run_main, study_data, study_parser,  # noqa: E402
+                             with_overrides)
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import make_optimizer  # noqa: E402
 from experiments.paper_a.protocols import preset  # noqa: E402

@@ -58,7 +58,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.cli import UsageError, at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides  # noqa: E402
+from experiments.cli import (UsageError, at_least, method_names, out_dir, run_main, study_data,  # noqa: E402
+                             study_parser, with_overrides)
 from experiments.datasets import DATASETS  # noqa: E402
 from experiments.optimizers import LR_SCHEDULES, MTL_IO  # noqa: E402
 from experiments.paper_a.tuning import (WEIGHT_DECAY, grid_edge, higher_values, row_and_family,  # noqa: E402

@@ -318,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         text, plot_data = summarize(records, cfg)
         sections.append(
             f"## {name}\n\n{bench.title}{' ' + '+'.join(tasks) if tasks else ''}: "
-            f"{model_label(bench, fields.get('arch'), fields['tiny'])}, {OPTIMIZER} lr {LR:g}, {cfg['epochs']} epochs, batch "
-            f"{cfg['batch_size']}, seeds {cfg['seeds']}, {len(data.train)}/{len(data.val)} train/val "
+            f"{model_label(bench, fields.get('arch'), fields['tiny'])}, {OPTIMIZER} lr {LR:g}, {cfg['epochs']} "
+            f"epochs, batch {cfg['batch_size']}, seeds {cfg['seeds']}, {len(data.train)}/{len(data.val)} train/val "
             f"{bench.unit}; logged every {cfg['every']} steps (training loss on the first "
             f"{min(cfg['train_eval'], len(data.train))} training {bench.unit}), {cfg['checkpoints']} analysis "
             f"checkpoints: Fisher trace, noise scale and coherence from the per-example gradients of "

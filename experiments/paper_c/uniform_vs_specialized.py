@@ -89,7 +89,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cli import UsageError, at_least, method_names, out_dir, run_main, study_data, study_parser, with_overrides
+from experiments.cli import (UsageError, at_least, method_names, out_dir, run_main, study_data, study_parser,
+                             with_overrides)
 from experiments.datasets import DATASETS
 from experiments.paper_c.report import UNIFORM, best_configs, report
 from experiments.report import open_store, write_summary
@@ -343,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                              "each with its grid: " + ", ".join(PAPER_METHODS))
     parser.add_argument("--lrs", nargs="+", type=float, default=None, help="the learning-rate grid")
     parser.add_argument("--dropouts", nargs="+", type=float, default=None, help="the dropout grid")
-    parser.add_argument("--weight-decays", nargs="+", type=at_least(0.0, float), default=None, help="the weight-decay grid")
+    parser.add_argument("--weight-decays", nargs="+", type=at_least(0.0, float), default=None,
+                        help="the weight-decay grid")
     parser.add_argument("--seeds", nargs="+", type=at_least(0), default=None, help="the training seeds")
     parser.add_argument("--val-seeds", type=int, default=None,
                         help="how many of the seeds the grid runs on (configurations are chosen on their mean)")
