@@ -187,11 +187,11 @@ def configuration_options(parser: argparse.ArgumentParser, what: str) -> None:
     it gives) or ``--optimizer``, ``--lr`` and ``--weight-decay`` (:data:`MANUAL` where left out)."""
     parser.add_argument("--from-study", default=None, help=f"an optimizer_study output directory: {what}")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                        help=f"the optimiser, without --from-study (default {MANUAL['optimizer']})")
+                        help=f"the optimiser, without --from-study (default: {MANUAL['optimizer']})")
     parser.add_argument("--lr", type=float, default=None,
-                        help=f"the learning rate, without --from-study (default {MANUAL['lr']:g})")
+                        help=f"the learning rate, without --from-study (default: {MANUAL['lr']:g})")
     parser.add_argument("--weight-decay", type=at_least(0.0, float), default=None,
-                        help=f"the weight decay, without --from-study (default A1's, {WEIGHT_DECAY:g})")
+                        help=f"the weight decay, without --from-study (default: A1's, {WEIGHT_DECAY:g})")
 
 
 def manual_config(args: argparse.Namespace, lr_schedule: str) -> dict:
