@@ -158,7 +158,7 @@ def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, d
             parser.add_argument("--tasks", nargs="+", default=None,
                                 help="the tasks to train, where a data set offers more than its own set "
                                      "(Cityscapes: segmentation depth instance; see docs/datasets.md)")
-        parser.add_argument("--devices", type=int, default=None,
+        parser.add_argument("--devices", type=at_least(1), default=None,
                             help="train data-parallel on the first N local devices (default: all of "
                                  "them; the batch size must be a multiple of N)")
     elif why:  # a study without data: say so to a --dataset

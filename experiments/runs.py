@@ -276,8 +276,13 @@ def shared_rows(tree, params) -> jax.Array:
 
 def device_mesh(devices: int | None) -> Mesh | None:
     """The data-parallel mesh of ``--devices``: ``None`` (one device, no sharding) for 1,
-    the first ``devices`` local devices otherwise, all of them for ``None``."""
-    n = len(jax.local_devices()) if devices is None else devices
+    the first ``devices`` local devices otherwise, all of them for ``None``; a
+    :class:`~experiments.cli.UsageError` for more devices than there are."""
+    local = len(jax.local_devices())
+    n = local if devices is None else devices
+    if n > local:
+        raise UsageError(f"--devices {n}: {local} local device(s) ({jax.default_backend()}); on CPU, "
+                         "XLA_FLAGS=--xla_force_host_platform_device_count=N fakes N devices")
     return None if n == 1 else data_mesh(n)
 
 

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -82,6 +83,9 @@ def test_study_mistakes_exit_2_with_one_line(tmp_path, capsys):
          f"error: --report-only: none of this command's runs are in {store}\n"),
         (uniform_vs_specialized.main, [*tiny, "--data-dir", str(few)],
          "error: 40 training images: the last 10000 are the validation set\n"),
+        (compare_methods.main, [*tiny, "--devices", "999"],
+         f"error: --devices 999: {len(jax.local_devices())} local device(s) ({jax.default_backend()}); on CPU, "
+         "XLA_FLAGS=--xla_force_host_platform_device_count=N fakes N devices\n"),
         (conflicts.main, [*tiny, "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
         (compare_methods.main, [*tiny, "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
         (trajectories.main, [*tiny, "--seeds", "-1"], "argument --seeds: must be at least 0, got -1"),
