@@ -125,9 +125,22 @@ class _DatasetAction(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
+class _TasksAction(argparse.Action):
+    """``--tasks``: a parser error for a single task where the study compares tasks (``pairs``: why)."""
+
+    def __init__(self, *args, pairs: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pairs = pairs
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if self.pairs and len(values) < 2:
+            parser.error(f"--tasks {values[0]}: {self.pairs}; give two tasks or more")
+        setattr(namespace, self.dest, values)
+
+
 def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, data: bool = True,
                  datasets: tuple[str, ...] | None = None, why: str = "",
-                 default: str | None = None) -> argparse.ArgumentParser:
+                 default: str | None = None, pairs: str = "") -> argparse.ArgumentParser:
     """The arguments every study shares, with ``--help`` saying what each preset runs and
     how long it takes (``notes``: one line per preset) and every default
     (:class:`HelpFormatter`): ``--preset``, ``--out`` and, for studies that
@@ -135,7 +148,8 @@ def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, d
     :data:`~experiments.datasets.DEFAULT`; a study that runs on ``datasets`` only
     rejects the others with a parser error saying ``why``), ``--data-dir``,
     ``--devices`` and, where a study takes other data sets than the default, ``--arch``,
-    ``--tiny-model`` and ``--tasks``."""
+    ``--tiny-model`` and ``--tasks`` (two or more where the study compares tasks: ``pairs``
+    says why)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=HelpFormatter,
                                      epilog=preset_epilog(presets, notes))
     parser.add_argument("--preset", choices=list(presets), default="quick",
@@ -155,7 +169,7 @@ def study_parser(doc: str, name: str, presets: dict, notes: dict[str, str], *, d
                                      "deeplab_resnet18, deeplab_resnet50); default: its first")
             parser.add_argument("--tiny-model", action="store_true",
                                 help="the few-channel version of the model (smoke runs, tests)")
-            parser.add_argument("--tasks", nargs="+", default=None,
+            parser.add_argument("--tasks", nargs="+", default=None, action=_TasksAction, pairs=pairs,
                                 help="the tasks to train, where a data set offers more than its own set "
                                      "(Cityscapes: segmentation depth instance; see docs/datasets.md)")
         parser.add_argument("--devices", type=at_least(1), default=None,

@@ -253,7 +253,7 @@ def plot(record: dict) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "conflicts", PRESETS, PRESET_NOTES)
+    parser = study_parser(__doc__, "conflicts", PRESETS, PRESET_NOTES, pairs="conflict is between tasks")
     configuration_options(parser, "train its best EW run")
     parser.add_argument("--seed", type=at_least(0), default=0, help="the training seed")
     parser.add_argument("--task-seed", type=at_least(0), default=0,

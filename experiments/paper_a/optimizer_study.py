@@ -360,7 +360,8 @@ def plot(chosen: dict, families: list[str], up: list[bool] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = study_parser(__doc__, "optimizer_study", PRESETS, PRESET_NOTES)
+    parser = study_parser(__doc__, "optimizer_study", PRESETS, PRESET_NOTES,
+                          pairs="the Pareto fronts and the plot are of two tasks")
     parser.add_argument("--methods", nargs="+", type=method_names([*METHOD_LABELS, *OTHER_METHODS]), default=None,
                         metavar="METHOD",
                         help="Paper A's methods in LibMTL's settings (" + ", ".join(METHOD_LABELS) + ") or the "

@@ -86,6 +86,8 @@ def test_study_mistakes_exit_2_with_one_line(tmp_path, capsys):
         (compare_methods.main, [*tiny, "--devices", "999"],
          f"error: --devices 999: {len(jax.local_devices())} local device(s) ({jax.default_backend()}); on CPU, "
          "XLA_FLAGS=--xla_force_host_platform_device_count=N fakes N devices\n"),
+        (conflicts.main, [*tiny, "--dataset", "cityscapes", "--tasks", "depth"],
+         "--tasks depth: conflict is between tasks; give two tasks or more"),
         (conflicts.main, [*tiny, "--optimizer", "adamw"], "argument --optimizer: invalid choice: 'adamw'"),
         (compare_methods.main, [*tiny, "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
         (trajectories.main, [*tiny, "--seeds", "-1"], "argument --seeds: must be at least 0, got -1"),
