@@ -59,9 +59,11 @@ def _status(main, argv) -> int:
 
 
 def test_study_mistakes_exit_2_with_one_line(tmp_path, capsys):
-    """Mistakes found by a study itself, not by argparse's types: an empty store to summarise, no
-    A1 results to take configurations from, flags that contradict --from-study, a bad grid,
-    numbers out of range (all before any training: seconds in all)."""
+    """``main(argv)`` of each entry point, in this process: an empty store to summarise, no A1
+    results to take configurations from, flags that contradict --from-study, a bad grid, too few
+    images, more devices than there are, one task where tasks are compared, an unknown optimiser
+    and numbers out of range (:func:`experiments.cli.at_least`) all exit 2 with one line, before
+    any training (about a second in all)."""
     from experiments import compare_methods, datasets, multihost
     from experiments.paper_a import conflicts, corruptions, optimizer_study
     from experiments.paper_b import trajectories
