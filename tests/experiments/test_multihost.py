@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def launch(devices: int, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env = device_env(devices)
     return subprocess.Popen([sys.executable, "-m", "experiments.multihost", "--steps", "6", *args], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -17,6 +17,7 @@ import pytest
 
 from experiments.runs import Hook, RunSpec, train_run
 from jaxmtl.data import make_multi_fashion
+from tests.conftest import device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = dict(n_train=64, n_val=32, n_test=32)
@@ -89,7 +90,7 @@ DEVICES = textwrap.dedent("""
 
 @pytest.mark.slow   # 23 s on 2 cores; tests/test_sharding.py checks sharded steps against one device
 def test_eight_devices_train_to_the_one_device_record(fake_fashion):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = device_env(8)
     out = subprocess.run([sys.executable, "-c", DEVICES.format(data_dir=str(fake_fashion), data=DATA)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

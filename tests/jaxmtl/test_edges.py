@@ -183,7 +183,9 @@ def test_gradient_through_the_update_matches_finite_differences(name, x64):
 
 def _fd_check(fun, args, rng, h=1e-3, rtol=2e-3, directions=3):
     """Reverse- and forward-mode derivatives of ``fun(*args)`` (an array) against central
-    differences along random directions, all in float64 at the outer level."""
+    differences along random directions, all in float64 at the outer level (jitted: run eagerly,
+    the solvers' loops dispatch op by op)."""
+    fun = jax.jit(fun)
     out = fun(*args)
     cot = jnp.asarray(rng.normal(size=out.shape), out.dtype)
     vjp = jax.vjp(fun, *args)[1](cot)

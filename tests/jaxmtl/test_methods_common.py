@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,16 +25,21 @@ from tests.methods_registry import SPECS, aggregate, aggregate_and_weights, buil
 
 ALL = sorted(SPECS)
 PER_METHOD = settings(max_examples=25)
+_PAIRS = {   # two tasks in a plane, padded with zero coordinates to a shape of SHAPES
+    "identical": [[1.0, 2.0], [1.0, 2.0]],
+    "opposite": [[1.0, 2.0], [-1.0, -2.0]],
+    "colinear": [[1.0, 2.0], [3.0, 6.0]],
+    "tiny": [[1e-30, 0.5e-30], [-0.2e-30, 1e-30]],
+    "huge": [[1e30, 0.5e30], [-0.2e30, 1e30]],
+    "one_zero_task": [[0.0, 0.0], [1.0, -2.0]],
+}
+# Degenerate Jacobians in the shapes the property tests draw (conftest.SHAPES): every new shape
+# compiles every method again.
 DEGENERATE = {
-    "zero": np.zeros((3, 4)),
-    "one_task": np.ones((1, 5)),
-    "t_gt_p": np.random.default_rng(0).normal(size=(6, 2)),
-    "identical": np.array([[1.0, 2.0], [1.0, 2.0]]),
-    "opposite": np.array([[1.0, 2.0], [-1.0, -2.0]]),
-    "colinear": np.array([[1.0, 2.0], [3.0, 6.0]]),
-    "tiny": 1e-30 * np.array([[1.0, 0.5], [-0.2, 1.0]]),
-    "huge": 1e30 * np.array([[1.0, 0.5], [-0.2, 1.0]]),
-    "one_zero_task": np.array([[0.0, 0.0], [1.0, -2.0]]),
+    "zero": np.zeros((3, 8)),
+    "one_task": np.ones((1, 3)),
+    "t_gt_p": np.random.default_rng(0).normal(size=(5, 3)),
+    **{case: np.pad(np.array(j), ((0, 0), (0, 6))) for case, j in _PAIRS.items()},
 }
 
 
@@ -55,7 +61,7 @@ def test_degenerate_input_is_finite(name, case):
 
 @pytest.mark.parametrize("name", ALL)
 def test_zero_jacobian_gives_zero_update(name):
-    np.testing.assert_array_equal(aggregate(name, np.zeros((3, 4), np.float32)), 0.0)
+    np.testing.assert_array_equal(aggregate(name, np.zeros((3, 8), np.float32)), 0.0)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if SPECS[n].one_task_identity])
@@ -119,19 +125,19 @@ def test_bfloat16_matches_float32(name):
 
 class TestVariants(chex.TestCase):
     @chex.variants(without_jit=True)   # eager against jitted (a with_jit variant compared jit with jit)
-    def test_jit_matches_no_jit(self):
+    @parameterized.named_parameters(*((name, name) for name in ALL))   # one test a method: spread over workers
+    def test_jit_matches_no_jit(self, name):
         rng = np.random.default_rng(1)
         tree = {"w": jnp.asarray(rng.normal(size=(3, 4, 2)), jnp.float32),
                 "b": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
         params = jax.tree.map(lambda x: jnp.zeros(x.shape[1:]), tree)
-        for name in ALL:
-            m, jitted = built(name, 3)
-            kwargs = {"losses": jnp.asarray([1.0, 2.0, 0.5])}
-            if SPECS[name].extra_batches:
-                kwargs["extra_task_grads"] = (tree, tree)
-            out, _ = self.variant(m.update)(tree, m.init(params), params, **kwargs)
-            ref, _ = jitted(tree, m.init(params), params, **kwargs)
-            chex.assert_trees_all_close(out, ref, rtol=1e-4, atol=1e-5, custom_message=name)
+        m, jitted = built(name, 3)
+        kwargs = {"losses": jnp.asarray([1.0, 2.0, 0.5])}
+        if SPECS[name].extra_batches:
+            kwargs["extra_task_grads"] = (tree, tree)
+        out, _ = self.variant(m.update)(tree, m.init(params), params, **kwargs)
+        ref, _ = jitted(tree, m.init(params), params, **kwargs)
+        chex.assert_trees_all_close(out, ref, rtol=1e-4, atol=1e-5, custom_message=name)
 
 
 @pytest.mark.parametrize("name", ALL)

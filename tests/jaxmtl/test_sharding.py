@@ -5,7 +5,6 @@ The device count is fixed when JAX starts, so the check runs in a subprocess wit
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import pytest
 
 import jaxmtl
+from tests.conftest import device_env
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, optax, jaxmtl
@@ -77,7 +77,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_sharded_training_matches_one_device_for_every_method_family():
     root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = device_env(8)
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
