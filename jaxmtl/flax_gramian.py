@@ -42,6 +42,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxmtl.conv_vjp import conv_general_dilated  # noqa: E402
 from jaxmtl.gramians import ScaledGramian, as_scaled, combine, gramian, scaled_gramian, update_dtype  # noqa: E402
 from jaxmtl.jacobians import stacked_vjp  # noqa: E402
 from jaxmtl.layerwise import ROUTES, dense_gram, dense_route  # noqa: E402
@@ -86,6 +87,19 @@ class _Layer(NamedTuple):
 
 def _is_dense_call(context) -> bool:
     return isinstance(context.module, nn.Dense) and context.method_name == "__call__"
+
+
+def _fast_conv(next_fun, a, kw, context):
+    """Runs an ``nn.Conv`` call with :func:`jaxmtl.conv_vjp.conv_general_dilated` (same value; a
+    backward pass that stays fast in the chunked task passes) unless it brings its own."""
+    module = context.module
+    if getattr(module, "conv_general_dilated", False) is not None or module.conv_general_dilated_cls is not None:
+        return next_fun(*a, **kw)
+    object.__setattr__(module, "conv_general_dilated", conv_general_dilated)   # a frozen module: for this call only
+    try:
+        return next_fun(*a, **kw)
+    finally:
+        object.__setattr__(module, "conv_general_dilated", None)
 
 
 def _leaf_index(context, name: str, index: dict[int, int]) -> int | None:
@@ -175,6 +189,8 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
             calls = [0] * len(chosen)
 
             def perturb(next_fun, a, kw, context):
+                if isinstance(context.module, nn.Conv) and context.method_name == "__call__":
+                    return _fast_conv(next_fun, a, kw, context)
                 out = next_fun(*a, **kw)
                 k = _leaf_index(context, "kernel", index) if _is_dense_call(context) else None
                 if k is None:
