@@ -13,9 +13,9 @@ pass by hand, in forms that stay fast there (32 ms in the same loop):
 * input cotangent: a forward convolution (``NHWC`` / ``HWIO``) of the output
   cotangent, dilated by the strides, with the kernel flipped in space and its
   input and output channels swapped;
-* kernel gradient: one matrix product of the input's patches (formed once, by
-  :func:`jax.lax.conv_general_dilated_patches`, in the forward pass) with the
-  output cotangent, so ``T`` cotangents batched together make one wider product.
+* kernel gradient: one matrix product of the input's patches (strided slices of
+  the padded input, formed once in the forward pass) with the output cotangent,
+  so ``T`` cotangents batched together make one wider product.
 
 Both are exact rewrites of the convolution's transpose (equal to ``jax.vjp``'s up
 to float rounding). Supported: any number of spatial dimensions, strides, explicit
@@ -25,13 +25,11 @@ groups (:func:`supports` says which calls qualify).
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-
-_HIGHEST = jax.lax.Precision.HIGHEST
-
 
 def _channels_last(nd: int) -> tuple[str, str, str]:
     """``("NHWC", "HWIO", "NHWC")`` for ``nd`` spatial dimensions (any letters but N, C, I, O)."""
@@ -75,18 +73,28 @@ def _conv(strides, pads, dilation, precision, size, lhs, rhs):
     return _forward(strides, pads, dilation, precision, lhs, rhs)
 
 
+def _patches(lhs, window, strides, pads, dilation):
+    """``(N, *out, prod(window) * C)``: each output position's input window, ordered as a
+    ``(*window, C)`` kernel (slices of the padded input: no arithmetic)."""
+    padded = jax.lax.pad(lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)])
+    out = [(n - (k - 1) * d - 1) // s + 1 for n, k, d, s in zip(padded.shape[1:-1], window, dilation, strides)]
+    views = [jax.lax.slice(padded, (0, *[i * d for i, d in zip(offset, dilation)], 0),
+                           (padded.shape[0], *[i * d + (o - 1) * s + 1
+                                               for i, d, o, s in zip(offset, dilation, out, strides)], padded.shape[-1]),
+                           (1, *strides, 1))
+             for offset in itertools.product(*[range(k) for k in window])]
+    return jnp.reshape(jnp.stack(views, axis=-2), (padded.shape[0], *out, -1))
+
+
 def _conv_fwd(strides, pads, dilation, precision, size, lhs, rhs):
-    nd = lhs.ndim - 2
-    patches = jax.lax.conv_general_dilated_patches(   # (N, *out, C * prod(window)), channel-major
-        lhs, rhs.shape[:nd], strides, pads, rhs_dilation=dilation, dimension_numbers=_channels_last(nd),
-        precision=_HIGHEST)
+    patches = _patches(lhs, rhs.shape[:lhs.ndim - 2], strides, pads, dilation)
     return _forward(strides, pads, dilation, precision, lhs, rhs), (patches, rhs)
 
 
 def _conv_bwd(strides, pads, dilation, precision, size, res, ct):
     patches, rhs = res
     nd = ct.ndim - 2
-    window, (c, o) = rhs.shape[:nd], rhs.shape[nd:]
+    window, o = rhs.shape[:nd], rhs.shape[-1]
     flipped = jnp.swapaxes(jnp.flip(rhs, tuple(range(nd))), -1, -2)
     back_pads = []
     for n, k, d, s, (lo, _), out in zip(size, window, dilation, strides, pads, ct.shape[1:-1]):
@@ -96,8 +104,7 @@ def _conv_bwd(strides, pads, dilation, precision, size, res, ct):
                                          rhs_dilation=dilation, dimension_numbers=_channels_last(nd),
                                          precision=precision)
     flat = jnp.reshape(patches, (-1, patches.shape[-1]))
-    d_rhs = jnp.matmul(flat.T, jnp.reshape(ct, (-1, o)), precision=precision)   # (C * prod(window), O)
-    d_rhs = jnp.moveaxis(jnp.reshape(d_rhs, (c, *window, o)), 0, nd)
+    d_rhs = jnp.reshape(jnp.matmul(flat.T, jnp.reshape(ct, (-1, o)), precision=precision), rhs.shape)
     return d_lhs.astype(ct.dtype), d_rhs.astype(rhs.dtype)
 
 
