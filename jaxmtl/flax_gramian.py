@@ -32,6 +32,12 @@ first). Convolutions keep per-task kernel gradients: their activations route wou
 need ``(B H W)^2`` products of patches, far more than ``T`` kernel gradients for the
 spatial sizes of these models.
 
+``flax.nnx`` has no method interception: an nnx model (``nnx.merge`` inside ``loss_fn``)
+goes through this path as through the Jacobian path (every shared leaf gets exact
+per-task gradients; no Dense layer is routed); build its convolutions with
+``nnx.Conv(..., conv_general_dilated=jaxmtl.conv_vjp.conv_general_dilated)`` for the
+fast backward pass.
+
 The model runs once in training mode (BatchNorm statistics updated once per step,
 as :mod:`jaxmtl.training.steps` states). When no layer takes the activations route
 the result is the Jacobian path's, bit for bit. A Dense layer is recognised by its

@@ -61,3 +61,14 @@ def test_a_flax_conv_with_it_has_the_same_gradients():
     assert "custom_vjp" in str(jax.make_jaxpr(loss(fast))(params))
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.max(np.abs(b))),
                  jax.grad(loss(fast))(params), jax.grad(loss(plain))(params))
+
+
+def test_an_nnx_conv_with_it_has_the_same_gradients():
+    from flax import nnx
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 8, 8, 3)), jnp.float32)
+    fast = nnx.Conv(3, 4, (3, 3), padding="VALID", conv_general_dilated=conv_general_dilated, rngs=nnx.Rngs(0))
+    plain = nnx.Conv(3, 4, (3, 3), padding="VALID", rngs=nnx.Rngs(0))
+    loss = lambda model: jnp.sum(jnp.sin(model(x)))   # noqa: E731
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.max(np.abs(b))),
+                 nnx.state(nnx.grad(loss)(fast)), nnx.state(nnx.grad(loss)(plain)))
