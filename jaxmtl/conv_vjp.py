@@ -78,11 +78,12 @@ def _patches(lhs, window, strides, pads, dilation):
     ``(*window, C)`` kernel (slices of the padded input: no arithmetic)."""
     padded = jax.lax.pad(lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)])
     out = [(n - (k - 1) * d - 1) // s + 1 for n, k, d, s in zip(padded.shape[1:-1], window, dilation, strides)]
-    views = [jax.lax.slice(padded, (0, *[i * d for i, d in zip(offset, dilation)], 0),
-                           (padded.shape[0], *[i * d + (o - 1) * s + 1
-                                               for i, d, o, s in zip(offset, dilation, out, strides)], padded.shape[-1]),
-                           (1, *strides, 1))
-             for offset in itertools.product(*[range(k) for k in window])]
+    views = []
+    for offset in itertools.product(*[range(k) for k in window]):
+        start = [i * d for i, d in zip(offset, dilation)]
+        stop = [i + (o - 1) * s + 1 for i, o, s in zip(start, out, strides)]
+        views.append(jax.lax.slice(padded, (0, *start, 0), (padded.shape[0], *stop, padded.shape[-1]),
+                                   (1, *strides, 1)))
     return jnp.reshape(jnp.stack(views, axis=-2), (padded.shape[0], *out, -1))
 
 

@@ -110,7 +110,7 @@ def _fast_conv(next_fun, a, kw, context):
     """Runs an ``nn.Conv`` call with :func:`jaxmtl.conv_vjp.conv_general_dilated` (same value; a
     backward pass that stays fast in the chunked task passes) unless it brings its own."""
     module = context.module
-    if getattr(module, "conv_general_dilated", False) is not None or module.conv_general_dilated_cls is not None:
+    if getattr(module, "conv_general_dilated", False) is not None or getattr(module, "conv_general_dilated_cls", None):
         return next_fun(*a, **kw)
     object.__setattr__(module, "conv_general_dilated", conv_general_dilated)   # a frozen module: for this call only
     try:
