@@ -25,10 +25,10 @@ Every ``nn.Conv`` call (shared or not) runs with
 :func:`jaxmtl.conv_vjp.conv_general_dilated`: the same forward value, and a backward
 pass written as a forward-form convolution and one matrix product of the input's
 patches, which XLA's CPU backend runs about 25x faster than ``jax.vjp``'s transposed
-convolutions inside the chunked task passes (MultiLeNet, T = 10: the UPGrad step
-3.4-4.2x the EW step instead of 40x; XLA's flop count puts any exact Gramian at 7.1x
-there, since each task's cotangent must pass through every convolution above the
-first). Convolutions keep per-task kernel gradients: their activations route would
+convolutions inside the chunked task passes (MultiLeNet, batch 32, T = 10: the UPGrad
+step 4.3-5.0x the EW step instead of 45x; XLA's flop count puts any exact Gramian at
+6.6x there, since each task's cotangent must pass through every convolution above the
+first; ``benchmarks/RESULTS.md``). Convolutions keep per-task kernel gradients: their activations route would
 need ``(B H W)^2`` products of patches, far more than ``T`` kernel gradients for the
 spatial sizes of these models.
 
