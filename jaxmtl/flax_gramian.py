@@ -110,13 +110,34 @@ def _fast_conv(next_fun, a, kw, context):
     """Runs an ``nn.Conv`` call with :func:`jaxmtl.conv_vjp.conv_general_dilated` (same value; a
     backward pass that stays fast in the chunked task passes) unless it brings its own."""
     module = context.module
-    if getattr(module, "conv_general_dilated", False) is not None or getattr(module, "conv_general_dilated_cls", None):
+    if (not isinstance(module, nn.Conv) or context.method_name != "__call__"
+            or getattr(module, "conv_general_dilated", False) is not None
+            or getattr(module, "conv_general_dilated_cls", None)):
         return next_fun(*a, **kw)
     object.__setattr__(module, "conv_general_dilated", conv_general_dilated)   # a frozen module: for this call only
     try:
         return next_fun(*a, **kw)
     finally:
         object.__setattr__(module, "conv_general_dilated", None)
+
+
+def fast_conv_backward():
+    """A context in which every ``flax.linen.Conv`` call runs with
+    :func:`jaxmtl.conv_vjp.conv_general_dilated`: the same values, and a backward pass that XLA's
+    CPU backend runs fast inside ``jax.lax.map`` (the chunked task passes of
+    :func:`jaxmtl.value_and_jacobian` too: the MultiLeNet's Jacobian+mean step at T = 10 took
+    65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path uses it always.
+
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> conv = nn.Conv(2, (3, 3))
+    >>> x = jnp.ones((1, 5, 5, 1))
+    >>> params = conv.init(jax.random.PRNGKey(0), x)
+    >>> with fast_conv_backward():
+    ...     y = conv.apply(params, x)
+    >>> bool(jnp.all(y == conv.apply(params, x)))
+    True
+    """
+    return nn.intercept_methods(_fast_conv)
 
 
 def _leaf_index(context, name: str, index: dict[int, int]) -> int | None:
@@ -206,8 +227,6 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
             calls = [0] * len(chosen)
 
             def perturb(next_fun, a, kw, context):
-                if isinstance(context.module, nn.Conv) and context.method_name == "__call__":
-                    return _fast_conv(next_fun, a, kw, context)
                 out = next_fun(*a, **kw)
                 k = _leaf_index(context, "kernel", index) if _is_dense_call(context) else None
                 if k is None:
@@ -218,7 +237,8 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
                 calls[n] += 1
                 return out
 
-            losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
+            with fast_conv_backward():
+                losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
             return losses, (aux, inputs)
 
         eps = [[jnp.zeros(shape, dtype) for shape, dtype in ly.outputs] for ly in chosen]
