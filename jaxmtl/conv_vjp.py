@@ -5,8 +5,9 @@ The task Jacobian's ``T`` backward passes run in chunks (``jax.lax.map``, see
 that ``jax.vjp`` derives from a forward convolution (the input cotangent, a
 convolution with swapped kernel dimensions; the kernel gradient, a convolution
 with the batch as its contracting dimension) far slower inside such a loop than
-at the top level: on the MultiLeNet's second convolution (batch 32, 10 tasks,
-2 CPU cores) 796 ms in a loop against 24 ms unrolled. :func:`conv` computes the
+at the top level (on the MultiLeNet's second convolution, batch 32, 10 tasks,
+2 CPU cores) 679-796 ms in a loop against 24 ms as one vmap and 42 ms written
+out; ``benchmarks/RESULTS.md``). :func:`conv` computes the
 same forward value with ``jax.lax.conv_general_dilated`` and derives its backward
 pass by hand, in forms that stay fast there (32 ms in the same loop):
 
@@ -17,8 +18,9 @@ pass by hand, in forms that stay fast there (32 ms in the same loop):
   the padded input, formed once in the forward pass) with the output cotangent,
   so ``T`` cotangents batched together make one wider product.
 
-Both are exact rewrites of the convolution's transpose (equal to ``jax.vjp``'s up
-to float rounding). Supported: any number of spatial dimensions, strides, explicit
+Both are exact rewrites of the convolution's transpose (the input cotangent equal
+to ``jax.vjp``'s in the tests, the kernel gradient up to float rounding). The
+patches cost ``prod(window)`` times the input's memory until the backward pass. Supported: any number of spatial dimensions, strides, explicit
 or ``'SAME'``/``'VALID'`` padding, kernel dilation; not input dilation or feature
 groups (:func:`supports` says which calls qualify).
 """
