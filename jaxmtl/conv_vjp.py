@@ -6,7 +6,7 @@ that ``jax.vjp`` derives from a forward convolution (the input cotangent, a
 convolution with swapped kernel dimensions; the kernel gradient, a convolution
 with the batch as its contracting dimension) far slower inside such a loop than
 at the top level (on the MultiLeNet's second convolution, batch 32, 10 tasks,
-2 CPU cores) 679-796 ms in a loop against 24 ms as one vmap and 42 ms written
+2 CPU cores: 679-796 ms in a loop against 24 ms as one vmap and 42 ms written
 out; ``benchmarks/RESULTS.md``). :func:`conv` computes the
 same forward value with ``jax.lax.conv_general_dilated`` and derives its backward
 pass by hand, in forms that stay fast there (32 ms in the same loop):
