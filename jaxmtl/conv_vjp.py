@@ -33,6 +33,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+
 def _channels_last(nd: int) -> tuple[str, str, str]:
     """``("NHWC", "HWIO", "NHWC")`` for ``nd`` spatial dimensions (any letters but N, C, I, O)."""
     spatial = "ABDEFGHJKLM"[:nd]
