@@ -111,8 +111,8 @@ def _ratio(times: list, base: list) -> tuple[float, float, float]:
 
 def flop_floor(model, variables, tasks, shared, args) -> float:
     """XLA's flop count of the lean UPGrad step with its ``T`` task passes as one vmap (a
-    loop's body is counted once, so not the chunked step) over that of the EW step: what an
-    exact Gramian costs next to one backward pass, whatever the implementation."""
+    loop's body is counted once, so not the chunked step) over that of the EW step: the flops of
+    an exact Gramian by ``T`` cotangent passes next to those of one backward pass."""
     def flops(step, opt_state):
         cost = step.lower(args[0], opt_state, *args[1:]).compile().cost_analysis()
         return (cost[0] if isinstance(cost, list) else cost)["flops"]
