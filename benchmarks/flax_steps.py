@@ -65,7 +65,7 @@ def problem(kind: str, t: int, batch: int, seed: int = 0):
     return model, variables, data, classification_tasks([f"t{i}" for i in range(t)]), shared
 
 
-def _step(model, variables, tasks, shared, method: str | None, lean: bool = False):
+def _step(model, variables, tasks, shared, method: str | None, lean: bool = False, chunk_size="auto"):
     """``(step, opt_state)``, ``step(variables, opt_state, batch, rng)``: ``method=None`` is EW
     (one backward pass of the summed losses)."""
     if method is None:
@@ -83,13 +83,13 @@ def _step(model, variables, tasks, shared, method: str | None, lean: bool = Fals
 
         return ew, tx.init(variables["params"])
     tx = optax.chain(jaxmtl.partition(registry.build(method, num_tasks=len(tasks)), shared), optax.adam(1e-3))
-    return (make_task_train_step(model.apply, tx, tasks, shared=shared, lean_gramian=lean),
+    return (make_task_train_step(model.apply, tx, tasks, shared=shared, lean_gramian=lean, chunk_size=chunk_size),
             tx.init(variables["params"]))
 
 
 def _interleaved(steps: dict, args: tuple, repeats: int) -> dict:
-    """Median seconds of each step, the steps called in turn ``repeats`` times (after one warm-up
-    call each), so that a load that changes during the run weighs on every step alike."""
+    """Seconds of each step's ``repeats`` calls, the steps called in turn (after one warm-up call
+    each), so that a load that changes during the run weighs on every step of a round alike."""
     args = jax.device_put(args)
     for fn in steps.values():
         jax.block_until_ready(fn[0](args[0], fn[1], *args[1:]))
@@ -100,31 +100,58 @@ def _interleaved(steps: dict, args: tuple, repeats: int) -> dict:
                 start = time.perf_counter()
                 jax.block_until_ready(fn(args[0], opt_state, *args[1:]))
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def _ratio(times: list, base: list) -> tuple[float, float, float]:
+    """Median and quartiles of the per-round ratios ``times[i] / base[i]``."""
+    q1, q2, q3 = np.percentile(np.asarray(times) / np.asarray(base), [25, 50, 75])
+    return float(q2), float(q1), float(q3)
+
+
+def flop_floor(model, variables, tasks, shared, args) -> float:
+    """XLA's flop count of the lean UPGrad step with its ``T`` task passes as one vmap (a
+    loop's body is counted once, so not the chunked step) over that of the EW step: the flops of
+    an exact Gramian by ``T`` cotangent passes next to those of one backward pass."""
+    def flops(step, opt_state):
+        cost = step.lower(args[0], opt_state, *args[1:]).compile().cost_analysis()
+        return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+    return flops(*_step(model, variables, tasks, shared, "upgrad", True, None)) / flops(
+        *_step(model, variables, tasks, shared, None))
 
 
 def run(problems, methods, repeats: int, log=print) -> list[dict]:
-    """``problems``: ``(label, kind, t, batch)``; the Gramian methods among ``methods`` are timed,
-    each called in turn with the EW and Jacobian+mean steps (:func:`_interleaved`)."""
+    """``problems``: ``(label, kind, t, batch)``; for each, the EW and Jacobian+mean steps, UPGrad by
+    the Jacobian path and the Gramian methods among ``methods`` by the lean path are all called in
+    turn ``repeats`` times (:func:`_interleaved`); ratios are medians (and quartiles) of the
+    per-round ratios."""
     rows = []
     for label, kind, t, batch in problems:
         model, variables, data, tasks, shared = problem(kind, t, batch)
         args = (variables, data, jax.random.PRNGKey(0))
-        base = {"ew": _step(model, variables, tasks, shared, None),
-                "mean": _step(model, variables, tasks, shared, "mean")}
-        for name in ["upgrad (Jacobian path)"] + [m for m in methods if m in GRAMIAN_METHODS]:
-            method, lean = (name, True) if name in GRAMIAN_METHODS else ("upgrad", False)
-            sec = _interleaved({**base, name: _step(model, variables, tasks, shared, method, lean)}, args, repeats)
-            row = {"problem": label, "T": t, "batch": batch, "method": name, "ms": 1e3 * sec[name],
-                   "mean_ms": 1e3 * sec["mean"], "ew_ms": 1e3 * sec["ew"], "vs_mean": sec[name] / sec["mean"],
-                   "vs_ew": sec[name] / sec["ew"]}
+        names = ["upgrad (Jacobian path)"] + [m for m in methods if m in GRAMIAN_METHODS]
+        steps = {"ew": _step(model, variables, tasks, shared, None),
+                 "mean": _step(model, variables, tasks, shared, "mean")}
+        steps.update((name, _step(model, variables, tasks, shared, *((name, True) if name in GRAMIAN_METHODS
+                                                                    else ("upgrad", False))))
+                     for name in names)
+        floor = flop_floor(model, variables, tasks, shared, args)
+        times = _interleaved(steps, args, repeats)
+        ms = {name: 1e3 * statistics.median(v) for name, v in times.items()}
+        for name in names:
+            vs_mean, vs_ew = _ratio(times[name], times["mean"]), _ratio(times[name], times["ew"])
+            row = {"problem": label, "T": t, "batch": batch, "method": name, "ms": ms[name],
+                   "mean_ms": ms["mean"], "ew_ms": ms["ew"], "vs_mean": vs_mean[0], "vs_mean_iqr": vs_mean[1:],
+                   "vs_ew": vs_ew[0], "vs_ew_iqr": vs_ew[1:], "floor": floor}
             rows.append(row)
             log(f"{label} T={t} batch {batch} {name:14s} {row['ms']:8.1f} ms  x{row['vs_mean']:5.2f} "
-                f"Jacobian+mean ({row['mean_ms']:.1f} ms)  x{row['vs_ew']:5.2f} EW ({row['ew_ms']:.1f} ms)")
+                f"Jacobian+mean ({row['mean_ms']:.1f} ms)  x{row['vs_ew']:5.2f} EW ({row['ew_ms']:.1f} ms); "
+                f"flop floor x{floor:.2f} EW")
     return rows
 
 
-def memory(t: int, log=print) -> list[dict]:
+def memory(t: int, log=print, problems=("MLP", "SegNet")) -> list[dict]:
     """Peak memory (XLA's estimate) of the lean UPGrad path and the one-vmap Jacobian at ``t`` tasks:
     the MLP (batch 256) and a small SegNet (32 x 32 images, batch 4, one regression output per task)."""
     model, variables, data, tasks, shared = problem("mlp", t, 256)
@@ -135,7 +162,7 @@ def memory(t: int, log=print) -> list[dict]:
             "y": rng.normal(size=(4, 32, 32, t)).astype(np.float32)}
     cases.append(("SegNet", seg, seg.init(jax.random.PRNGKey(0), data["image"][:1]), data, shared_mask, None))
     rows = []
-    for label, model, variables, data, shared, tasks in cases:
+    for label, model, variables, data, shared, tasks in [c for c in cases if c[0] in problems]:
         params, state = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
         def loss_fn(params, data, model=model, tasks=tasks, state=state):
@@ -156,10 +183,12 @@ def memory(t: int, log=print) -> list[dict]:
 
 
 def markdown(rows: list[dict], mem: list[dict]) -> str:
-    lines = ["| problem | T | batch | method | step (ms) | Jacobian+mean step (ms) | / Jacobian+mean | "
-             "EW step (ms) | / EW |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| problem | T | batch | method | step (ms) | Jacobian+mean step (ms) | / Jacobian+mean (quartiles) | "
+             "EW step (ms) | / EW (quartiles) | exact-Gramian flops / EW flops |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['problem']} | {r['T']} | {r['batch']} | {r['method']} | {r['ms']:.1f} | {r['mean_ms']:.1f} | "
-              f"{r['vs_mean']:.2f} | {r['ew_ms']:.1f} | {r['vs_ew']:.2f} |" for r in rows]
+              f"{r['vs_mean']:.2f} ({r['vs_mean_iqr'][0]:.2f}-{r['vs_mean_iqr'][1]:.2f}) | {r['ew_ms']:.1f} | "
+              f"{r['vs_ew']:.2f} ({r['vs_ew_iqr'][0]:.2f}-{r['vs_ew_iqr'][1]:.2f}) | {r['floor']:.2f} |" for r in rows]
     if mem:
         lines += ["", "| problem | T | lean UPGrad path (MiB) | shared-only Jacobian, one vmap (MiB) | ratio |",
                   "|---|---|---|---|---|"]

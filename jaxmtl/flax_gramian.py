@@ -21,6 +21,23 @@ such layer by a flop count (:func:`jaxmtl.layerwise.dense_route` with
   parameters declared with ``self.param``): exact per-task gradients, the update
   ``sum_t w_t g_t``.
 
+Every ``nn.Conv`` call (shared or not) runs with
+:func:`jaxmtl.conv_vjp.conv_general_dilated`: the same forward value, and a backward
+pass written as a forward-form convolution and one matrix product of the input's
+patches, which XLA's CPU backend runs about 25x faster than ``jax.vjp``'s transposed
+convolutions inside the chunked task passes (MultiLeNet, batch 32, T = 10: the UPGrad
+step 4.3-5.0x the EW step instead of 45x; XLA's flop count puts any exact Gramian at
+6.6x there, since each task's cotangent must pass through every convolution above the
+first; ``benchmarks/RESULTS.md``). Convolutions keep per-task kernel gradients: their activations route would
+need ``(B H W)^2`` products of patches, far more than ``T`` kernel gradients for the
+spatial sizes of these models.
+
+``flax.nnx`` has no method interception: an nnx model (``nnx.merge`` inside ``loss_fn``)
+goes through this path as through the Jacobian path (every shared leaf gets exact
+per-task gradients; no Dense layer is routed); build its convolutions with
+``nnx.Conv(..., conv_general_dilated=jaxmtl.conv_vjp.conv_general_dilated)`` for the
+fast backward pass.
+
 The model runs once in training mode (BatchNorm statistics updated once per step,
 as :mod:`jaxmtl.training.steps` states). When no layer takes the activations route
 the result is the Jacobian path's, bit for bit. A Dense layer is recognised by its
@@ -42,6 +59,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxmtl.conv_vjp import conv_general_dilated  # noqa: E402
 from jaxmtl.gramians import ScaledGramian, as_scaled, combine, gramian, scaled_gramian, update_dtype  # noqa: E402
 from jaxmtl.jacobians import stacked_vjp  # noqa: E402
 from jaxmtl.layerwise import ROUTES, dense_gram, dense_route  # noqa: E402
@@ -86,6 +104,40 @@ class _Layer(NamedTuple):
 
 def _is_dense_call(context) -> bool:
     return isinstance(context.module, nn.Dense) and context.method_name == "__call__"
+
+
+def _fast_conv(next_fun, a, kw, context):
+    """Runs an ``nn.Conv`` call with :func:`jaxmtl.conv_vjp.conv_general_dilated` (same value; a
+    backward pass that stays fast in the chunked task passes) unless it brings its own."""
+    module = context.module
+    if (not isinstance(module, nn.Conv) or context.method_name != "__call__"
+            or getattr(module, "conv_general_dilated", False) is not None
+            or getattr(module, "conv_general_dilated_cls", None)):
+        return next_fun(*a, **kw)
+    object.__setattr__(module, "conv_general_dilated", conv_general_dilated)   # a frozen module: for this call only
+    try:
+        return next_fun(*a, **kw)
+    finally:
+        object.__setattr__(module, "conv_general_dilated", None)
+
+
+def fast_conv_backward():
+    """A context in which every ``flax.linen.Conv`` call runs with
+    :func:`jaxmtl.conv_vjp.conv_general_dilated`: the same values, and a backward pass that XLA's
+    CPU backend runs fast inside ``jax.lax.map`` (the chunked task passes of
+    :func:`jaxmtl.value_and_jacobian` too: the MultiLeNet's Jacobian+mean step at T = 10 took
+    65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path uses it always.
+
+    >>> import flax.linen as nn, jax, jax.numpy as jnp
+    >>> conv = nn.Conv(2, (3, 3))
+    >>> x = jnp.ones((1, 5, 5, 1))
+    >>> params = conv.init(jax.random.PRNGKey(0), x)
+    >>> with fast_conv_backward():
+    ...     y = conv.apply(params, x)
+    >>> bool(jnp.all(y == conv.apply(params, x)))
+    True
+    """
+    return nn.intercept_methods(_fast_conv)
 
 
 def _leaf_index(context, name: str, index: dict[int, int]) -> int | None:
@@ -185,7 +237,8 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
                 calls[n] += 1
                 return out
 
-            losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
+            with fast_conv_backward():
+                losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
             return losses, (aux, inputs)
 
         eps = [[jnp.zeros(shape, dtype) for shape, dtype in ly.outputs] for ly in chosen]

@@ -13,11 +13,12 @@ def test_bench_writes_every_section(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch_side, "run", lambda *a, **k: [])  # torch is optional: not in CI
     out = tmp_path / "bench.md"
     assert bench.main(["--tasks", "2", "--jacobian-tasks", "2", "--solver-tasks", "3", "--methods",
-                       "upgrad", "sdmgrad", "--repeats", "1", "--no-lenet", "--out", str(out)]) == 0
+                       "upgrad", "sdmgrad", "--repeats", "1", "--no-lenet", "--memory-tasks", "2", "--out", str(out)]) == 0
     text = out.read_text()
     assert "| MLP | 2 | upgrad |" in text and "| MLP | 2 | sdmgrad |" in text
     assert "| 2 | shared-only, chunks of 8 | Jacobian |" in text
     assert "| 3 | upgrad |" in text
+    assert "| SegNet | 2 |" in text   # the flax section's memory rows (SegNet: no timing rows)
     assert "Skipped: torch or torchjd is not installed." in text
     assert "Gramian path / Jacobian+mean" in capsys.readouterr().out
 

@@ -174,3 +174,38 @@ def test_lean_gramian_refuses_a_method_that_needs_the_jacobian():
     with pytest.raises(ValueError, match="a probe needs them all"):
         make_task_train_step(MLP().apply, optax.sgd(0.1), T.regression_tasks(["a"], [1.0]), lean_gramian=True,
                              probe=lambda g, p: 0.0)
+
+
+class ConvNet(nn.Module):
+    """Convolutions of every form the lean path meets: strided SAME, dilated with explicit padding,
+    max-pooled, and one with feature groups (left to jax.vjp)."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        h = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
+        h = nn.max_pool(nn.Conv(4, (2, 2), kernel_dilation=2, padding=((1, 2), (0, 1)))(h), (2, 2), (2, 2))
+        h = nn.Conv(4, (1, 1), feature_group_count=2)(nn.relu(h)).reshape((x.shape[0], -1))
+        return tuple(nn.Dense(1, name=f"head_{t}")(h)[:, 0] for t in range(3))
+
+
+def test_convolutions_equal_the_jacobian_path_in_float64():
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        batch = {"x": rng.normal(size=(2, 9, 8, 3)), "targets": rng.normal(size=(2, 3))}
+        model, tasks = ConvNet(), T.regression_tasks(["a", "b", "c"], [1.0, 1.0, 1.0])
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init(jax.random.PRNGKey(0), batch["x"])["params"])
+        loss_fn = _loss_fn(model, tasks, "x")
+        w = jnp.asarray([0.2, 0.5, 1.0])
+
+        @jax.jit
+        def both(*args):
+            lean = lean_jacobian(loss_fn, has_aux=True, shared=mlp_mask, chunk_size=2)(*args)[1]
+            jac = jaxmtl.value_and_jacobian(loss_fn, has_aux=True, shared=mlp_mask)(*args)[1]
+            mask = jax.tree.leaves(jaxmtl.resolve_mask(mlp_mask, jac))
+            shared = [g for g, m in zip(jax.tree.leaves(jac), mask) if m]
+            return ((lean.task_grads, lean.gramian.gram * lean.gramian.scale**2, lean.combination(w)),
+                    (jac, jaxmtl.gramian(shared), jaxmtl.combine(w, shared)))
+
+        lean, ref = both(params, {}, batch, jax.random.PRNGKey(0))
+        assert lean[0]["Conv_0"]["kernel"].dtype == jnp.float64
+        jax.tree.map(lambda a, b: _close(a, b, 1e-12), lean, ref)
