@@ -158,7 +158,10 @@ def plot(groups: list[dict]) -> bytes:
     ax1.set_xticks(np.arange(len(methods)) + width * (len(optimizers) - 1) / 2, methods)
     ax1.set_ylabel("Δm metric (%, lower is better)")
     ax1.set_title(f"Test Δm vs single-task baselines (mean over seeds)\n{ERROR_BARS}", fontsize=9)
-    ax1.legend()
+    if optimizers:
+        ax1.legend()
+    else:
+        ax1.text(0.5, 0.5, "no multi-task run in this store", ha="center", va="center", transform=ax1.transAxes)
     names = sorted({g["method"] for g in groups})
     colors = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(names)}
     styles = {opt: ls for opt, ls in zip(sorted({g["optimizer"] for g in groups}), ["-", "--", ":", "-."] * 3)}

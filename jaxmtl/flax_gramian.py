@@ -21,8 +21,8 @@ such layer by a flop count (:func:`jaxmtl.layerwise.dense_route` with
   parameters declared with ``self.param``): exact per-task gradients, the update
   ``sum_t w_t g_t``.
 
-Every ``nn.Conv`` call (shared or not) runs with
-:func:`jaxmtl.conv_vjp.conv_general_dilated`: the same forward value, and a backward
+On the CPU backend every ``nn.Conv`` call (shared or not) runs with
+:func:`jaxmtl.conv_vjp.conv_general_dilated` (:func:`fast_conv_backward`): the same forward value, and a backward
 pass written as a forward-form convolution and one matrix product of the input's
 patches, which XLA's CPU backend runs about 25x faster than ``jax.vjp``'s transposed
 convolutions inside the chunked task passes (MultiLeNet, batch 32, T = 10: the UPGrad
@@ -51,6 +51,7 @@ from jaxmtl._extras import require_extra
 
 require_extra(__name__)
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 from typing import Any, Callable, NamedTuple  # noqa: E402
 
@@ -121,12 +122,18 @@ def _fast_conv(next_fun, a, kw, context):
         object.__setattr__(module, "conv_general_dilated", None)
 
 
-def fast_conv_backward():
+def fast_conv_backward(enabled: bool | None = None):
     """A context in which every ``flax.linen.Conv`` call runs with
     :func:`jaxmtl.conv_vjp.conv_general_dilated`: the same values, and a backward pass that XLA's
     CPU backend runs fast inside ``jax.lax.map`` (the chunked task passes of
     :func:`jaxmtl.value_and_jacobian` too: the MultiLeNet's Jacobian+mean step at T = 10 took
-    65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path uses it always.
+    65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path and
+    :func:`jaxmtl.training.make_task_train_step` trace their models in it.
+
+    ``enabled=None`` (default): on the CPU backend only. The slow loop convolutions are XLA
+    CPU's, while the patches this backward pass keeps cost ``prod(window)`` times each
+    convolution's input in memory, which an accelerator's larger models (a DeepLab at
+    256 x 512) should not pay for nothing.
 
     >>> import flax.linen as nn, jax, jax.numpy as jnp
     >>> conv = nn.Conv(2, (3, 3))
@@ -137,7 +144,9 @@ def fast_conv_backward():
     >>> bool(jnp.all(y == conv.apply(params, x)))
     True
     """
-    return nn.intercept_methods(_fast_conv)
+    if enabled is None:
+        enabled = jax.default_backend() == "cpu"
+    return nn.intercept_methods(_fast_conv) if enabled else contextlib.nullcontext()
 
 
 def _leaf_index(context, name: str, index: dict[int, int]) -> int | None:

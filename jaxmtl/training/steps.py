@@ -152,7 +152,10 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     ``tx`` acts on ``variables["params"]`` (``tx.init(variables["params"])``)
     and gets per-task gradients of the ``shared`` leaves (pair it with
     :func:`jaxmtl.partition` and the same mask). Other collections
-    (``batch_stats``) follow the batch-norm rule of this module.
+    (``batch_stats``) follow the batch-norm rule of this module. On the CPU backend the
+    model's ``nn.Conv`` layers are traced under :func:`jaxmtl.flax_gramian.fast_conv_backward`
+    (same values, kernel gradients up to float rounding; a backward pass XLA's CPU backend
+    runs about 8x faster in the chunked task passes on MultiLeNet).
 
     ``lean_gramian=True`` (for ``tx`` built around a method of the registry's kind
     ``'gramian'``, alone or under :func:`jaxmtl.partition`, chained with optimisers of its
@@ -174,10 +177,13 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
             extra = dict(gramian=lean.gramian, combination=lean.combination) if lean.routed else {}
             return value, lean.task_grads, extra
     else:
+        from jaxmtl.flax_gramian import fast_conv_backward
+
         jacobian_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
 
         def grads_fn(params, state, batch, rng):
-            return *jacobian_fn(params, state, batch, rng), {}
+            with fast_conv_backward():   # on CPU: convolutions whose backward stays fast in the chunked passes
+                return *jacobian_fn(params, state, batch, rng), {}
 
     @jax.jit
     def step(variables, opt_state, batch, rng, prev_batch=None):
