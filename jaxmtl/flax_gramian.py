@@ -130,7 +130,8 @@ def fast_conv_backward(enabled: bool | None = None):
     65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path and
     :func:`jaxmtl.training.make_task_train_step` trace their models in it. Reverse mode only:
     ``jax.jvp`` of a model traced in it raises ``TypeError`` (Hessian-vector products, ``jax.jvp``
-    of ``jax.grad``, work; :mod:`jaxmtl.conv_vjp`).
+    of ``jax.grad``, work; :mod:`jaxmtl.conv_vjp`). It acts when a model is traced: a ``jax.jit``
+    function first called in it keeps its convolutions when called outside it, and the reverse.
 
     ``enabled=None`` (default): on the CPU backend only. The slow loop convolutions are XLA
     CPU's, while the patches this backward pass keeps cost ``prod(window)`` times each
