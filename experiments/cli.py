@@ -102,7 +102,7 @@ def at_least(low: float, kind: type = int) -> Callable[[str], Any]:
 
     def number(text: str):
         value = kind(text)   # a ValueError: argparse's "invalid int value"
-        if value < low:
+        if not value >= low:   # NaN too
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
         return value
 

@@ -62,6 +62,9 @@ def parse(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.num_processes > 1 and args.coordinator is None and not args.auto:
         parser.error("--num-processes > 1 needs --coordinator HOST:PORT (or --auto)")
+    if not args.auto and not 0 <= args.process_id < args.num_processes:
+        parser.error(f"--process-id {args.process_id}: a rank from 0 to {args.num_processes - 1} "
+                     f"(--num-processes {args.num_processes})")
     try:
         info = jaxmtl.registry.get(args.method)
     except ValueError as err:

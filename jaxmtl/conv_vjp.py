@@ -20,9 +20,16 @@ pass by hand, in forms that stay fast there (32 ms in the same loop):
 
 Both are exact rewrites of the convolution's transpose (the input cotangent equal
 to ``jax.vjp``'s in the tests, the kernel gradient up to float rounding). The
-patches cost ``prod(window)`` times the input's memory until the backward pass. Supported: any number of spatial dimensions, strides, explicit
-or ``'SAME'``/``'VALID'`` padding, kernel dilation; not input dilation or feature
-groups (:func:`supports` says which calls qualify).
+patches cost ``prod(window)`` times the input's memory until the backward pass.
+Supported: any number of spatial dimensions, strides, explicit or
+``'SAME'``/``'VALID'`` padding, kernel dilation; not input dilation or feature
+groups (:func:`supports` says which calls qualify). An empty output (an empty
+batch, a window wider than the padded input) is ``jax.lax``'s own.
+
+Reverse mode only (a ``jax.custom_vjp``): ``jax.jvp``, ``jax.jacfwd`` and
+``jax.linearize`` of :func:`conv` raise ``TypeError``, while ``jax.grad`` of
+``jax.grad``, ``jax.hessian`` and Hessian-vector products (``jax.jvp`` of
+``jax.grad``, as :mod:`jaxmtl.analysis.sharpness` takes them) work.
 """
 from __future__ import annotations
 
@@ -63,7 +70,15 @@ def conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
         effective = [(k - 1) * d + 1 for k, d in zip(window, dilation)]
         padding = jax.lax.padtype_to_pads(lhs.shape[1:-1], effective, strides, padding)
     pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    if lhs.shape[0] == 0 or 0 in _out_shape(lhs.shape[1:-1], window, strides, pads, dilation):
+        return _forward(strides, pads, dilation, precision, lhs, rhs)   # an empty output: no patches to form
     return _conv(strides, pads, dilation, precision, tuple(lhs.shape[1:-1]), lhs, rhs)
+
+
+def _out_shape(size, window, strides, pads, dilation) -> list[int]:
+    """The output's spatial shape (0 where the dilated window is wider than the padded input)."""
+    return [max(0, (n + lo + hi - (k - 1) * d - 1) // s + 1)
+            for n, k, s, (lo, hi), d in zip(size, window, strides, pads, dilation)]
 
 
 def _forward(strides, pads, dilation, precision, lhs, rhs):
@@ -80,7 +95,7 @@ def _patches(lhs, window, strides, pads, dilation):
     """``(N, *out, prod(window) * C)``: each output position's input window, ordered as a
     ``(*window, C)`` kernel (slices of the padded input: no arithmetic)."""
     padded = jax.lax.pad(lhs, jnp.zeros((), lhs.dtype), [(0, 0, 0), *[(lo, hi, 0) for lo, hi in pads], (0, 0, 0)])
-    out = [(n - (k - 1) * d - 1) // s + 1 for n, k, d, s in zip(padded.shape[1:-1], window, dilation, strides)]
+    out = _out_shape(lhs.shape[1:-1], window, strides, pads, dilation)
     views = []
     for offset in itertools.product(*[range(k) for k in window]):
         start = [i * d for i, d in zip(offset, dilation)]
@@ -117,8 +132,9 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-    """A drop-in for ``jax.lax.conv_general_dilated``: :func:`conv` where :func:`supports` says
-    so (and no other keyword is given), ``jax.lax.conv_general_dilated`` itself otherwise.
+    """A drop-in for ``jax.lax.conv_general_dilated`` in reverse mode (see the module docstring):
+    :func:`conv` where :func:`supports` says so (and no other keyword is given),
+    ``jax.lax.conv_general_dilated`` itself otherwise.
     For example ``flax.linen.Conv(..., conv_general_dilated=conv_general_dilated)``."""
     if kwargs or not supports(lhs.shape, dimension_numbers, lhs_dilation, feature_group_count):
         return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,

@@ -128,7 +128,10 @@ def fast_conv_backward(enabled: bool | None = None):
     CPU backend runs fast inside ``jax.lax.map`` (the chunked task passes of
     :func:`jaxmtl.value_and_jacobian` too: the MultiLeNet's Jacobian+mean step at T = 10 took
     65 ms with it, 551 ms without, ``benchmarks/RESULTS.md``). The lean path and
-    :func:`jaxmtl.training.make_task_train_step` trace their models in it.
+    :func:`jaxmtl.training.make_task_train_step` trace their models in it. Reverse mode only:
+    ``jax.jvp`` of a model traced in it raises ``TypeError`` (Hessian-vector products, ``jax.jvp``
+    of ``jax.grad``, work; :mod:`jaxmtl.conv_vjp`). It acts when a model is traced: a ``jax.jit``
+    function first called in it keeps its convolutions when called outside it, and the reverse.
 
     ``enabled=None`` (default): on the CPU backend only. The slow loop convolutions are XLA
     CPU's, while the patches this backward pass keeps cost ``prod(window)`` times each

@@ -31,10 +31,10 @@ from experiments.optimizers import MTL_IO, OPTIMIZERS
 from jaxmtl.training import ResultStore
 
 WEIGHT_DECAY = 1e-5
+"""Paper A's fixed weight decay (coupled L2, LibMTL's), of every run the studies train."""
 MANUAL = {"optimizer": "adam", "lr": 1e-3, "weight_decay": WEIGHT_DECAY}
 """A3's and A4's configuration without ``--from-study``, where ``--optimizer``, ``--lr``,
 ``--weight-decay`` are left out."""
-"""Paper A's fixed weight decay (coupled L2, LibMTL's), of every run the studies train."""
 
 
 def row_and_family(spec: dict) -> tuple[str, str]:

@@ -50,3 +50,14 @@ def test_several_processes_need_a_coordinator():
 
     with pytest.raises(SystemExit):
         multihost.parse(["--num-processes", "2"])
+
+
+def test_the_rank_is_below_the_process_count(capsys):
+    from experiments import multihost
+
+    for rank in ("2", "-1"):
+        with pytest.raises(SystemExit):
+            multihost.parse(["--num-processes", "2", "--coordinator", "localhost:1234", "--process-id", rank])
+        assert f"--process-id {rank}: a rank from 0 to 1 (--num-processes 2)" in capsys.readouterr().err
+    args = multihost.parse(["--num-processes", "2", "--coordinator", "localhost:1234", "--process-id", "1"])
+    assert args.process_id == 1

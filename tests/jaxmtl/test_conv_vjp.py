@@ -72,3 +72,31 @@ def test_an_nnx_conv_with_it_has_the_same_gradients():
     loss = lambda model: jnp.sum(jnp.sin(model(x)))   # noqa: E731
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.max(np.abs(b))),
                  nnx.state(nnx.grad(loss)(fast)), nnx.state(nnx.grad(loss)(plain)))
+
+
+@pytest.mark.parametrize("shape,window,padding", [((2, 4, 4, 2), (5, 5), "VALID"),   # window wider than the input
+                                                  ((0, 6, 6, 2), (3, 3), "SAME")])    # empty batch
+def test_an_empty_output_has_the_lax_values_and_gradients(shape, window, padding):
+    x, k = jnp.ones(shape), jnp.ones(window + (2, 3))
+    ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=_spec(2))  # noqa: E731
+    y, back = jax.vjp(lambda x, k: conv(x, k, (1, 1), padding), x, k)
+    y_ref, back_ref = jax.vjp(ref, x, k)
+    assert y.shape == y_ref.shape and 0 in y.shape
+    for a, b in zip(back(jnp.ones_like(y)), back_ref(jnp.ones_like(y_ref))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reverse_mode_only_hessian_vector_products_equal_lax():
+    """A custom_vjp: jax.jvp of the convolution raises (as the module docstring says), jax.jvp of
+    its gradient (the Hessian-vector products of jaxmtl.analysis.sharpness) equals lax's."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(0)
+        x, k, v = (jnp.asarray(rng.normal(size=s)) for s in ((2, 6, 5, 2), (3, 3, 2, 3), (3, 3, 2, 3)))
+        fast = lambda k: jnp.sum(jnp.sin(conv(x, k, (2, 1), "SAME")))   # noqa: E731
+        ref = lambda k: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(x, k, (2, 1), "SAME",  # noqa: E731
+                                                                      dimension_numbers=_spec(2))))
+        with pytest.raises(TypeError, match="forward-mode"):
+            jax.jvp(fast, (k,), (v,))
+        hvp = jax.jvp(jax.grad(fast), (k,), (v,))[1]
+        np.testing.assert_allclose(hvp, jax.jvp(jax.grad(ref), (k,), (v,))[1], rtol=0,
+                                   atol=1e-12 * float(jnp.max(jnp.abs(hvp))))
