@@ -191,7 +191,8 @@ def _dense_layers(loss_fn, params, args, kwargs, has_aux, mask) -> tuple[int, di
 
 
 def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared: Mask = None,
-                  route: str = "auto", chunk_size: int | str | None = "auto") -> Callable[..., Any]:
+                  route: str = "auto", chunk_size: int | str | None = "auto",
+                  fast_convolutions: bool | None = None) -> Callable[..., Any]:
     """Wraps ``loss_fn(params, *args) -> f32[T]`` into ``(value, LeanJacobian)``.
 
     Args:
@@ -201,6 +202,7 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
       route: ``"auto"`` (per Dense layer, the route with fewer flops), ``"activations"``
         or ``"parameters"`` (every Dense layer: exactly the Jacobian path).
       chunk_size: backward passes per batch, as in :func:`jaxmtl.value_and_jacobian`.
+      fast_convolutions: ``enabled`` of :func:`fast_conv_backward` (``None``: on CPU).
 
     Returns:
       ``f(params, *args, **kwargs) -> (value, LeanJacobian)``, ``value`` the losses (or
@@ -249,7 +251,7 @@ def lean_jacobian(loss_fn: Callable[..., Any], *, has_aux: bool = False, shared:
                 calls[n] += 1
                 return out
 
-            with fast_conv_backward():
+            with fast_conv_backward(fast_convolutions):
                 losses, aux = _run(loss_fn, jax.tree.unflatten(treedef, full), args, kwargs, has_aux, perturb)
             return losses, (aux, inputs)
 

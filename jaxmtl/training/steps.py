@@ -131,7 +131,7 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
                          tasks: Sequence[Task], *, shared: Mask = None, input_key: str = "image",
                          chunk_size: int | str | None = "auto",
                          probe: Callable[[Any, Any], Any] | None = None, previous_batch: bool = False,
-                         lean_gramian: bool = False):
+                         lean_gramian: bool = False, fast_convolutions: bool | None = None):
     """A jitted ``step(variables, opt_state, batch, rng) -> (variables, opt_state, losses)``.
 
     ``tx`` also gets ``value=``, the summed task losses (for a loss-driven schedule such as
@@ -158,6 +158,8 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     runs about 8x faster in the chunked task passes on MultiLeNet; the input patches it keeps
     cost ``prod(window)`` times each convolution's input in memory: three 3 x 3 convolutions
     of 32 channels at 64 x 64, batch 8, T = 3, took 164 MiB of XLA temporaries against 68 MiB).
+    ``fast_convolutions``: ``None`` (default) as just said, ``False`` keeps ``jax.lax``'s
+    convolutions (less memory, slower on CPU), ``True`` uses them on any backend.
 
     ``lean_gramian=True`` (for ``tx`` built around a method of the registry's kind
     ``'gramian'``, alone or under :func:`jaxmtl.partition`, chained with optimisers of its
@@ -172,7 +174,8 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
     if lean_gramian:
         from jaxmtl.flax_gramian import lean_jacobian
 
-        lean_fn = lean_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
+        lean_fn = lean_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size,
+                                fast_convolutions=fast_convolutions)
 
         def grads_fn(params, state, batch, rng):
             value, lean = lean_fn(params, state, batch, rng)
@@ -184,7 +187,7 @@ def make_task_train_step(apply_fn: Callable[..., Any], tx: optax.GradientTransfo
         jacobian_fn = value_and_jacobian(loss_fn, has_aux=True, shared=shared, chunk_size=chunk_size)
 
         def grads_fn(params, state, batch, rng):
-            with fast_conv_backward():   # on CPU: convolutions whose backward stays fast in the chunked passes
+            with fast_conv_backward(fast_convolutions):   # a backward pass that stays fast in the chunked passes
                 return *jacobian_fn(params, state, batch, rng), {}
 
     @jax.jit

@@ -1,5 +1,4 @@
 """The lean Gramian path of Flax models equals the Jacobian path on every model of jaxmtl.models."""
-import functools
 
 import flax.linen as nn
 import jax
@@ -216,7 +215,7 @@ def test_convolutions_equal_the_jacobian_path_in_float64():
 @pytest.mark.parametrize("enabled,calls", [(None, 3), (False, 0)])
 def test_the_jacobian_step_traces_its_convolutions_under_fast_conv_backward_on_cpu(monkeypatch, enabled, calls):
     """make_task_train_step's Jacobian path: every nn.Conv call goes through conv_vjp (CPU, the
-    default); fast_conv_backward(False) leaves them to lax."""
+    default); fast_convolutions=False leaves them to lax."""
     import jaxmtl.flax_gramian as fg
 
     seen = []
@@ -226,11 +225,10 @@ def test_the_jacobian_step_traces_its_convolutions_under_fast_conv_backward_on_c
         return jax.lax.conv_general_dilated(*args, **kwargs)
 
     monkeypatch.setattr(fg, "conv_general_dilated", counted)
-    monkeypatch.setattr(fg, "fast_conv_backward", functools.partial(fg.fast_conv_backward, enabled))
     batch = {"x": jnp.ones((2, 9, 8, 3)), "targets": jnp.ones((2, 3))}
     model, tx = ConvNet(), optax.sgd(0.1)
     params = model.init(jax.random.PRNGKey(0), batch["x"])["params"]
     step = make_task_train_step(model.apply, tx, T.regression_tasks(["a", "b", "c"], [1.0, 1.0, 1.0]),
-                                shared=mlp_mask, input_key="x")
+                                shared=mlp_mask, input_key="x", fast_convolutions=enabled)
     jax.eval_shape(step, {"params": params}, tx.init(params), batch, jax.random.PRNGKey(0))
     assert jax.default_backend() == "cpu" and len(seen) == calls
