@@ -8,7 +8,7 @@ from pathlib import Path
 
 from benchmarks import device_check, flax_steps, heads, jacobian_cost, overhead, solvers, torch_side
 from benchmarks.common import METHODS, lenet_problem, machine, mlp_problem
-from experiments.cli import method_names
+from experiments.cli import at_least, method_names
 from jaxmtl import registry
 
 SECTIONS = ("overhead", "flax", "jacobian", "heads", "solvers", "torch")
@@ -33,16 +33,16 @@ def _torch_version() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="jaxmtl benchmarks (ratios in one process)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
-    parser.add_argument("--tasks", nargs="+", type=int, default=[2, 10, 40])
-    parser.add_argument("--jacobian-tasks", nargs="+", type=int, default=[2, 10, 40, 128])
-    parser.add_argument("--solver-tasks", nargs="+", type=int, default=[2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--tasks", nargs="+", type=at_least(1), default=[2, 10, 40])
+    parser.add_argument("--jacobian-tasks", nargs="+", type=at_least(1), default=[2, 10, 40, 128])
+    parser.add_argument("--solver-tasks", nargs="+", type=at_least(1), default=[2, 4, 8, 16, 32, 64, 128])
     parser.add_argument("--methods", nargs="+", default=METHODS, type=method_names(registry.METHODS), metavar="METHOD",
                         help="registry names, labels or LibMTL/TorchJD names (default: every method)")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=at_least(1), default=10)
     parser.add_argument("--no-lenet", action="store_true", help="skip the MultiLeNet problem")
-    parser.add_argument("--flax-batch", type=int, default=256, help="batch of the flax section's MLP")
-    parser.add_argument("--lenet-batch", type=int, default=64, help="batch of the flax section's MultiLeNet")
-    parser.add_argument("--memory-tasks", type=int, default=128, help="T of the flax section's memory rows "
+    parser.add_argument("--flax-batch", type=at_least(1), default=256, help="batch of the flax section's MLP")
+    parser.add_argument("--lenet-batch", type=at_least(1), default=64, help="batch of the flax section's MultiLeNet")
+    parser.add_argument("--memory-tasks", type=at_least(1), default=128, help="T of the flax section's memory rows "
                         "(0: none)")
     parser.add_argument("--device-check", action="store_true",
                         help="the accelerator checks (every method's step against the CPU, Gramian step / "

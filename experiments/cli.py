@@ -96,14 +96,15 @@ def method_names(choices: Iterable[str]) -> Callable[[str], str]:
     return method
 
 
-def at_least(low: float, kind: type = int) -> Callable[[str], Any]:
-    """An argparse ``type``: a ``kind`` number no smaller than ``low`` (``--epochs 0`` or
-    ``--seeds -1`` is a parser error, not a traceback from deep inside training)."""
+def at_least(low: float, kind: type = int, *, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: a ``kind`` number no smaller than ``low`` (greater with
+    ``strict``: ``--lr 0``) (``--epochs 0`` or ``--seeds -1`` is a parser error, not a
+    traceback from deep inside training)."""
 
     def number(text: str):
         value = kind(text)   # a ValueError: argparse's "invalid int value"
-        if not value >= low:   # NaN too
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if not (value > low if strict else value >= low):   # NaN too
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if strict else 'at least'} {low}, got {text}")
         return value
 
     number.__name__ = kind.__name__

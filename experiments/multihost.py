@@ -58,7 +58,7 @@ def parse(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", type=at_least(1), default=3, help="the number of tasks of the toy regression")
     parser.add_argument("--batch-size", type=at_least(1), default=64, help="global batch size")
     parser.add_argument("--steps", type=at_least(1), default=20, help="training steps")
-    parser.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
+    parser.add_argument("--lr", type=at_least(0.0, float, strict=True), default=1e-2, help="Adam's learning rate")
     args = parser.parse_args(argv)
     if args.num_processes > 1 and args.coordinator is None and not args.auto:
         parser.error("--num-processes > 1 needs --coordinator HOST:PORT (or --auto)")

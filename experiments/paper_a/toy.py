@@ -110,7 +110,7 @@ import numpy as np
 import optax
 
 import jaxmtl
-from experiments.cli import HelpFormatter, preset_epilog
+from experiments.cli import HelpFormatter, at_least, preset_epilog
 from experiments.report import png_bytes
 from jaxmtl.training import atomic_write
 
@@ -466,7 +466,7 @@ def _parser() -> argparse.ArgumentParser:
                                 epilog=preset_epilog(PRESETS, PRESET_NOTES))
     p.add_argument("--preset", choices=list(PRESETS), default="paper", help="the size of the study (see below)")
     p.add_argument("--out", type=Path, default=Path("results/paper_a/toy"), help="output folder")
-    p.add_argument("--plot-lr", type=float, default=None,
+    p.add_argument("--plot-lr", type=at_least(0.0, float, strict=True), default=None,
                    help="learning rate of trajectories.png (one of the preset's; default: the preset's)")
     p.add_argument("--float64-check", action=argparse.BooleanOptionalAction, default=None,
                    help="also rerun EW and PCGrad in float64 (default: on for paper, off for tiny)")

@@ -188,7 +188,7 @@ def configuration_options(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--from-study", default=None, help=f"an optimizer_study output directory: {what}")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help=f"the optimiser, without --from-study (default: {MANUAL['optimizer']})")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=at_least(0.0, float, strict=True), default=None,
                         help=f"the learning rate, without --from-study (default: {MANUAL['lr']:g})")
     parser.add_argument("--weight-decay", type=at_least(0.0, float), default=None,
                         help=f"the weight decay, without --from-study (default: A1's, {WEIGHT_DECAY:g})")

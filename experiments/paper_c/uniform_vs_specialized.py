@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", type=method_names(PAPER_METHODS), default=None, metavar="METHOD",
                         help="a subset of paper C's methods (registry names, labels or LibMTL/TorchJD names), "
                              "each with its grid: " + ", ".join(PAPER_METHODS))
-    parser.add_argument("--lrs", nargs="+", type=float, default=None, help="the learning-rate grid")
+    parser.add_argument("--lrs", nargs="+", type=at_least(0.0, float, strict=True), default=None,
+                        help="the learning-rate grid")
     parser.add_argument("--dropouts", nargs="+", type=float, default=None, help="the dropout grid")
     parser.add_argument("--weight-decays", nargs="+", type=at_least(0.0, float), default=None,
                         help="the weight-decay grid")

@@ -96,6 +96,7 @@ def test_study_mistakes_exit_2_with_one_line(tmp_path, capsys):
         (uniform_vs_specialized.main, [*tiny, "--weight-decays", "-0.5"],
          "argument --weight-decays: must be at least 0.0, got -0.5"),
         (corruptions.main, [*tiny, "--weight-decay", "nan"], "argument --weight-decay: must be at least 0.0, got nan"),
+        (corruptions.main, [*tiny, "--lr", "0"], "argument --lr: must be greater than 0.0, got 0"),
         (multihost.main, ["--steps", "0"], "argument --steps: must be at least 1, got 0"),
         (datasets.main, ["--batch-size", "two"], "argument --batch-size: invalid int value: 'two'"),
     ]
