@@ -68,9 +68,9 @@ batch, epochs and learning-rate x weight-decay grids, QM9's ReduceLROnPlateau), 
 the final Cityscapes benchmark (segmentation, disparity, instance offsets) and the 11
 QM9 targets; the Cityscapes complexity ladder of paper C's Fig. 3b is
 :mod:`experiments.paper_c.ladder`. ``quick`` (CPU:
-about 45 minutes on 2 idle cores, about 180 runs) reduces the data (768/600/1000
+about an hour on 2 idle cores, about 230 runs) reduces the data (768/600/1000
 canvases), the epochs (16, enough for most runs to peak before the last), the
-method set (6), the grid (3 learning rates, extended at its edges; no dropout: every
+method set (8; RotoGrad and Auto-Lambda at one ``lr_relation``), the grid (3 learning rates, extended at its edges; no dropout: every
 configuration paper C chose on CL+RR has dropout 0), the seeds (2 + 1) and the
 problems (the three pairs); ``tiny`` is the tests'.
 
@@ -120,9 +120,11 @@ SCREENED = {"mean", "cagrad", "cdtt", "edm", "famo", "imtl", "nash_mtl", "rotogr
 """The methods paper C carries past CL+RR, its screening problem (``scripts/mnist/multi_task_smto_best.sh``:
 GradDrop, MGDA-UB, PCGrad, RLW, SI and UW are run on CL+RR only)."""
 QUICK_METHODS = {"mean": {}, "uncertainty": {}, "imtl": {}, "cagrad": {"c": [0.5]}, "nash_mtl": {},
-                 "famo": {"gamma": [1e-3]}}
+                 "famo": {"gamma": [1e-3]}, "rotograd": {"lr_relation": [1.0]}, "auto_lambda": {"lr_relation": [1.0]}}
 """``quick``'s methods: Unit. Scal., four SMTOs paper C's Table 3 puts above it on CL+RR (CAGrad -2.14,
-IMTL -2.24, FAMO -2.67, Nash-MTL -3.06 vs -8.95 delta-m) and UW, which it screens out."""
+IMTL -2.24, FAMO -2.67, Nash-MTL -3.06 vs -8.95 delta-m), UW, which it screens out, and the two methods
+with parameters of their own: RotoGrad (its rotations) and Auto-Lambda (a held-out batch a step), each
+at one ``lr_relation`` (1: their learning rate equal to the model's; inside paper C's grids)."""
 PAPER_PROBLEMS = ["CL+RR", "CL+CR", "RL+RR"]
 EMA_BETA = 0.9
 """The EMA of paper C's fixed weights."""
@@ -143,8 +145,8 @@ PRESETS = {
 PRESET_NOTES = {
     "tiny": "smoke run: Unit. Scal., IMTL, RotoGrad and Auto-Lambda on CL+RR, 64 canvases, 2 epochs, 2 seeds; "
             "about a minute on CPU",
-    "quick": "6 methods x 3 problems x 3 learning rates (+ extension), 768 canvases, 16 epochs, 3 seeds; "
-             "CPU about 45 min idle, GPU ~10 min (estimated)",
+    "quick": "8 methods x 3 problems x 3 learning rates (+ extension), 768 canvases, 16 epochs, 3 seeds; "
+             "CPU about an hour idle, GPU ~15 min (estimated)",
     "paper": "paper C's 16 methods, grids and 10 seeds, 100 epochs (~19,000 runs); ~230 GPU hours (estimated "
              "from CPU step times, see the module docstring)",
 }
