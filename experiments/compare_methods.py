@@ -56,7 +56,7 @@ PRESETS = {
 PRESET_NOTES = {
     "tiny": "smoke run: 256 canvases, 1 epoch, EW and UPGrad with Adam (4 runs); under a minute on CPU",
     "quick": "42 runs (2 STL + 5 methods, x Adam and SGD+mom., 3 seeds: one seed's delta-m moves by about "
-             "a point), 10240 canvases, 3 epochs; CPU ~19 min (6.3 min a seed measured on 2 cores), "
+             "a point), 10240 canvases, 3 epochs; CPU ~17 min (measured from scratch on 2 cores: 378 s + 629 s), "
              "GPU ~5 min (estimated; mostly compilation)",
     "paper": "42 runs (3 seeds), full Multi-Fashion (50k canvases), 30 epochs; CPU ~1-2 days, GPU ~1 h",
 }
