@@ -70,8 +70,9 @@ QM9 targets; the Cityscapes complexity ladder of paper C's Fig. 3b is
 :mod:`experiments.paper_c.ladder`. ``quick`` (CPU:
 about an hour on 2 idle cores, about 230 runs) reduces the data (768/600/1000
 canvases), the epochs (16, enough for most runs to peak before the last), the
-method set (8; RotoGrad and Auto-Lambda at one ``lr_relation``), the grid (3 learning rates, extended at its edges; no dropout: every
-configuration paper C chose on CL+RR has dropout 0), the seeds (2 + 1) and the
+method set (8; RotoGrad and Auto-Lambda at one ``lr_relation``), the grid (3
+learning rates, extended at its edges; no dropout: every configuration paper C chose
+on CL+RR has dropout 0), the seeds (2 + 1) and the
 problems (the three pairs); ``tiny`` is the tests'.
 
 Writes ``results.jsonl`` (one line per run, resumable), ``summary.md``,
