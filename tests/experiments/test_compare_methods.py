@@ -49,6 +49,7 @@ def test_runs_writes_and_resumes(tiny, fake_fashion, tmp_path, monkeypatch, caps
     assert json.loads((out / "results.jsonl").read_text().splitlines()[4])["spec"]["method"] == "pcgrad"
 
 
+@pytest.mark.filterwarnings("ignore:No artists with labels")   # Axes.bar is replaced below: no bars to label
 def test_plot_error_bars_are_the_tables_spread(monkeypatch):
     """The bars' error bars are the sample standard deviation printed after ± in the table,
     and the plot says so."""
