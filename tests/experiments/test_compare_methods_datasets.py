@@ -8,7 +8,6 @@ import hashlib
 import json
 
 import pytest
-import tensorflow_datasets as tfds
 
 from experiments import cli, compare_methods, runs, selection
 from experiments.datasets import DATASETS, load_dataset
@@ -20,7 +19,7 @@ from jaxmtl.data.multi_mnist import VAL_SIZE
 from jaxmtl.training import delta_m
 from tests.conftest import write_fake_fashion_mnist
 from jaxmtl.models import MPNN, ResNetHeads
-from tests.fake_datasets import cityscapes_layout, fake_sources, nyuv2_layout
+from tests.fake_datasets import cityscapes_layout, fake_tfds, nyuv2_layout
 
 SMALL = dict(n_train=4, n_val=4, n_test=4)
 
@@ -66,10 +65,7 @@ def run_compare(name, tmp_path, monkeypatch, methods=("ew",), study=compare_meth
     out = tmp_path / "out"
     argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--batch-size", "2", "--out", str(out), *args,
             *argv]
-    if name in ("celeba", "qm9"):
-        with tfds.testing.mock_data(as_data_source_fn=fake_sources(32 if name == "celeba" else 4)):
-            assert study.main(argv) == 0
-    else:
+    with fake_tfds(name):
         assert study.main(argv) == 0
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return records, (out / "summary.md").read_text()

@@ -13,7 +13,6 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 import jaxmtl.data.cityscapes as cityscapes_module
 import jaxmtl.data.nyuv2 as nyuv2_module
@@ -24,7 +23,7 @@ from jaxmtl.data import ATTRIBUTES, CORRUPTIONS, SEVERITIES, attribute_tasks
 from jaxmtl.models.deeplab import ConvBNReLU
 from jaxmtl.training import task_losses
 from tests.experiments.test_compare_methods_datasets import run_compare
-from tests.fake_datasets import cityscapes_layout, fake_sources, nyuv2_layout
+from tests.fake_datasets import cityscapes_layout, fake_tfds, nyuv2_layout
 
 SIZE = (32, 64)
 """The fake images' size, loaded as is (the loaders' paper sizes patched to it)."""
@@ -90,11 +89,10 @@ def _fail(*args, **kwargs):
 def run_conflicts(name, tmp_path, monkeypatch, argv=()):
     out = tmp_path / "a3"
     args = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--out", str(out), *argv]
-    if name == "celeba":
-        with tfds.testing.mock_data(as_data_source_fn=fake_sources(32)):
-            assert conflicts.main(args) == 0
-    else:
-        assert conflicts.main(args + fake_dense(name, tmp_path, monkeypatch)) == 0
+    if name != "celeba":
+        args += fake_dense(name, tmp_path, monkeypatch)
+    with fake_tfds(name):
+        assert conflicts.main(args) == 0
     record, = records(out)
     return out, record
 

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 
-import tensorflow_datasets as tfds
 
 from experiments.paper_b import analysis as pb
 from experiments.paper_b import trajectories
@@ -12,7 +11,7 @@ from experiments.runs import shared_rows
 from jaxmtl.data.multi_mnist import VAL_SIZE
 from tests.conftest import write_fake_fashion_mnist
 from tests.experiments.test_compare_methods_datasets import data_args, two_tasks
-from tests.fake_datasets import fake_sources
+from tests.fake_datasets import fake_tfds
 
 
 def traj(steps, train, val, acc=None, cosines=None, inter=None, quantities=None, ck_steps=None):
@@ -242,10 +241,7 @@ def test_other_dataset_layouts_end_to_end(name, tmp_path, monkeypatch):
         epochs=1, batch_size=2, every=1, checkpoints=2, probe=2, hessian_probe=2, train_eval=4))
     out = tmp_path / "out"
     argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--out", str(out), *args]
-    if name == "celeba":
-        with tfds.testing.mock_data(as_data_source_fn=fake_sources(32)):
-            assert trajectories.main(argv) == 0
-    else:
+    with fake_tfds(name):
         assert trajectories.main(argv) == 0
     records = records_of(out)
     tasks = 3 if name == "nyuv2" else 2   # NYUv2: segmentation, depth, normals

@@ -110,10 +110,9 @@ def test_official_multilenet_heads():
 def test_paper_c_on_its_other_benchmarks_end_to_end_on_fake_files(name, tmp_path, monkeypatch):
     import json
 
-    import tensorflow_datasets as tfds
 
     from experiments.paper_c import uniform_vs_specialized as study
-    from tests.fake_datasets import cityscapes_layout, fake_sources
+    from tests.fake_datasets import cityscapes_layout, fake_tfds
 
     data = dict(n_train=4, n_val=4, n_test=4)
     argv = ["--preset", "tiny", "--dataset", name, "--tiny-model", "--out", str(tmp_path / "out")]
@@ -122,10 +121,7 @@ def test_paper_c_on_its_other_benchmarks_end_to_end_on_fake_files(name, tmp_path
         argv += ["--data-dir", str(root)]
         data["val_fraction"] = 0.5
     monkeypatch.setitem(study.PRESETS, "tiny", dict(study.PRESETS["tiny"], data=data))
-    if name == "qm9":
-        with tfds.testing.mock_data(as_data_source_fn=fake_sources(4)):
-            assert study.main(argv) == 0
-    else:
+    with fake_tfds(name):
         assert study.main(argv) == 0
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     tasks = records[0]["tasks"]
